@@ -1,0 +1,135 @@
+"""Mask decoder: mask logits, predicted IoU and object presence from image features and prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .common import MLP, LayerNorm2d
+from .two_way_transformer import TwoWayTransformer
+
+
+@dataclass
+class DecoderOutput:
+    masks: torch.Tensor  # (B, M, 4h, 4w) low-resolution mask logits
+    iou: torch.Tensor  # (B, M) predicted IoU
+    tokens: torch.Tensor  # (B, M, C) mask tokens for the object pointer
+    object_score: torch.Tensor  # (B, 1) logit, object present iff > 0
+
+
+def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
+    """IoU of the masks thresholded at threshold +/- offset (1 where both are empty)."""
+    logits = logits.flatten(-2)
+    inner = (logits > threshold + offset).sum(-1, dtype=torch.int32).float()
+    outer = (logits > threshold - offset).sum(-1, dtype=torch.int32).float()
+    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
+
+
+class MaskDecoder(nn.Module):
+    def __init__(
+        self,
+        transformer_dim: int = 256,
+        num_multimask_outputs: int = 3,
+        stability_delta: float = 0.05,
+        stability_thresh: float = 0.98,
+    ) -> None:
+        super().__init__()
+        d = transformer_dim
+        self.transformer = TwoWayTransformer(embedding_dim=d)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, d)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, d)
+        self.obj_score_token = nn.Embedding(1, d)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(d, d // 4, kernel_size=2, stride=2),
+            LayerNorm2d(d // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(d // 4, d // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.conv_s0 = nn.Conv2d(d, d // 8, kernel_size=1)
+        self.conv_s1 = nn.Conv2d(d, d // 4, kernel_size=1)
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(d, d, d // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(d, 256, self.num_mask_tokens, 3, sigmoid_output=True)
+        self.pred_obj_score_head = MLP(d, d, 1, 3)
+        self.stability_delta = stability_delta
+        self.stability_thresh = stability_thresh
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompts: torch.Tensor,
+        dense_prompts: torch.Tensor,
+        high_res_features: list[torch.Tensor],
+        multimask_output: bool,
+        repeat_image: bool = False,
+    ) -> DecoderOutput:
+        """Decode B prompt sets. A single image embedding serves all of them; with `repeat_image`,
+        n images serve B / n consecutive prompt sets each.
+
+        multimask_output=True gives the three multimask outputs; otherwise the single-mask
+        output, replaced by the best multimask one when it is unstable (as SAM 2 does at eval).
+        """
+        masks, iou, mask_tokens, object_score = self._predict(
+            image_embeddings, image_pe, sparse_prompts, dense_prompts, high_res_features, repeat_image
+        )
+        if multimask_output:
+            return DecoderOutput(masks[:, 1:], iou[:, 1:], mask_tokens[:, 1:], object_score)
+        if not self.training:
+            masks, iou = self._fallback_if_unstable(masks, iou)
+        else:
+            masks, iou = masks[:, :1], iou[:, :1]
+        return DecoderOutput(masks, iou, mask_tokens[:, :1], object_score)
+
+    def _predict(self, image, image_pe, sparse, dense, high_res, repeat_image):
+        b = sparse.shape[0]
+        output_tokens = torch.cat(
+            [self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight], dim=0
+        )
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        if repeat_image and image.shape[0] not in (1, b):
+            # Several images, each with b / n_images prompt sets, in image order.
+            image = image.repeat_interleave(b // image.shape[0], dim=0)
+            high_res = [f.repeat_interleave(b // f.shape[0], dim=0) for f in high_res]
+        src = image + dense  # a single image broadcasts over the prompt sets
+        pos = image_pe.expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, src = self.transformer(src, pos, tokens)
+        iou_token_out = hs[:, 1]
+        mask_tokens_out = hs[:, 2 : 2 + self.num_mask_tokens]
+
+        src = src.transpose(1, 2).reshape(b, c, h, w)
+        up1, ln1, act1, up2, act2 = self.output_upscaling
+        feat_s0, feat_s1 = high_res
+        upscaled = act1(ln1(up1(src) + feat_s1))
+        upscaled = act2(up2(upscaled) + feat_s0)
+
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )
+        _, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        iou = self.iou_prediction_head(iou_token_out)
+        object_score = self.pred_obj_score_head(hs[:, 0])
+        return masks, iou, mask_tokens_out, object_score
+
+    def _fallback_if_unstable(
+        self, masks: torch.Tensor, iou: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single-mask output, or the best multimask output where the single mask is unstable."""
+        multi_masks, multi_iou = masks[:, 1:], iou[:, 1:]
+        best = multi_iou.argmax(dim=-1)
+        rows = torch.arange(masks.shape[0], device=masks.device)
+        best_masks = multi_masks[rows, best].unsqueeze(1)
+        best_iou = multi_iou[rows, best].unsqueeze(1)
+        single_masks, single_iou = masks[:, :1], iou[:, :1]
+        stable = stability_score(single_masks, 0.0, self.stability_delta) >= self.stability_thresh
+        masks = torch.where(stable[..., None, None], single_masks, best_masks)
+        iou = torch.where(stable, single_iou, best_iou)
+        return masks, iou
