@@ -1,0 +1,114 @@
+"""`load_model`: a ready-to-run SAM 2 model from a preset name or a checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .cache import CACHE_ENV, cache_dir
+from .checkpoint import (
+    CheckpointError,
+    identify_variant,
+    matches_config,
+    mismatch_error,
+    read_checkpoint,
+)
+from .device import resolve_device, resolve_dtype
+from .modeling.config import PRESETS, SAM2Config, get_config
+from .modeling.sam2 import SAM2Model
+from .registry import OFFICIAL_CHECKPOINTS
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+
+
+def build_model(
+    name: str | SAM2Config,
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    image_size: int | None = None,
+) -> SAM2Model:
+    """A randomly initialised model of a preset (for training from scratch and for tests)."""
+    config = get_config(name) if isinstance(name, str) else name
+    if image_size is not None:
+        config = config.with_image_size(image_size)
+    model = SAM2Model(config)
+    return model.to(resolve_device(device), resolve_dtype(dtype)).eval()
+
+
+def load_model(
+    name_or_path: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    image_size: int | None = None,
+) -> SAM2Model:
+    """Load a SAM 2 / 2.1 model in eval mode.
+
+    name_or_path: a preset name ('sam2.1_hiera_tiny', ...) or Hugging Face id, whose weights
+        come from `checkpoint` or the cache; or a path to a .pt file, whose variant is
+        recognised from its tensors. None loads the default model.
+    device: 'auto' (cuda, then mps, then cpu), or any torch device.
+    image_size: run at another input resolution than the trained one (multiple of 32).
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    text = str(name_or_path)
+    is_preset = not isinstance(name_or_path, Path) and _is_preset(text)
+    if is_preset:
+        config = get_config(text)
+        path = Path(checkpoint).expanduser() if checkpoint is not None else _cached_weights(config)
+        state, _ = read_checkpoint(path)
+        if not matches_config(state, config):
+            raise mismatch_error(state, config, f"The checkpoint {path}")
+    else:
+        if checkpoint is not None:
+            raise ValueError("Pass either a checkpoint path or a preset name with checkpoint=, not both.")
+        path = Path(text).expanduser()
+        if not path.exists() and not text.endswith((".pt", ".pth")) and "/" not in text:
+            raise KeyError(
+                f"{text!r} is neither a known preset nor an existing file. "
+                f"Known presets: {', '.join(PRESETS)}."
+            )
+        state, _ = read_checkpoint(path)
+        config = identify_variant(state, f"The checkpoint {path}")
+    if image_size is not None:
+        config = config.with_image_size(image_size)
+    return _instantiate(config, state, resolve_device(device), resolve_dtype(dtype))
+
+
+def _is_preset(text: str) -> bool:
+    try:
+        get_config(text)
+    except KeyError:
+        return False
+    return True
+
+
+def _cached_weights(config: SAM2Config) -> Path:
+    info = OFFICIAL_CHECKPOINTS.get(config.name)
+    if info is None:
+        raise CheckpointError(
+            f"{config.name} has no official weights: pass checkpoint=<path to a .pt file>, "
+            "or use build_model() for random weights."
+        )
+    path = cache_dir() / info.filename
+    if not path.exists():
+        raise CheckpointError(
+            f"The weights of {config.name} are not on this machine: expected {path}. "
+            f"Download {info.url} ({info.size / 1e6:.0f} MB) into {path.parent} "
+            f"(or set {CACHE_ENV} to the folder that holds it), or pass checkpoint=<path>."
+        )
+    return path
+
+
+def _instantiate(
+    config: SAM2Config, state: dict, device: torch.device, dtype: torch.dtype
+) -> SAM2Model:
+    """Build without random initialisation (meta tensors), then take the checkpoint's tensors."""
+    with torch.device("meta"):
+        model = SAM2Model(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device=device, dtype=dtype).eval()
