@@ -87,6 +87,15 @@ class MaskDecoder(nn.Module):
         return DecoderOutput(masks, iou, mask_tokens[:, :1], object_score)
 
     def _predict(self, image, image_pe, sparse, dense, high_res, repeat_image):
+        tokens_out, src, high_res = self.attend(image, image_pe, sparse, dense, high_res, repeat_image)
+        iou, object_score, mask_tokens = self.heads(tokens_out)
+        upscaled = self.upscale(src, high_res)
+        masks = self.mask_logits(upscaled, mask_tokens, range(self.num_mask_tokens))
+        return masks, iou, mask_tokens, object_score
+
+    def attend(self, image, image_pe, sparse, dense, high_res, repeat_image=False):
+        """Run the two-way transformer: (output tokens (B, T, C), image tokens (B, C, h, w),
+        high-res features matched to the batch)."""
         b = sparse.shape[0]
         output_tokens = torch.cat(
             [self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight], dim=0
@@ -100,24 +109,28 @@ class MaskDecoder(nn.Module):
         pos = image_pe.expand(b, -1, -1, -1)
         _, c, h, w = src.shape
         hs, src = self.transformer(src, pos, tokens)
-        iou_token_out = hs[:, 1]
-        mask_tokens_out = hs[:, 2 : 2 + self.num_mask_tokens]
+        return hs, src.transpose(1, 2).reshape(b, c, h, w), high_res
 
-        src = src.transpose(1, 2).reshape(b, c, h, w)
+    def heads(self, tokens_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predicted IoU (B, 4), object score (B, 1) and mask tokens (B, 4, C)."""
+        iou = self.iou_prediction_head(tokens_out[:, 1])
+        object_score = self.pred_obj_score_head(tokens_out[:, 0])
+        return iou, object_score, tokens_out[:, 2 : 2 + self.num_mask_tokens]
+
+    def upscale(self, src: torch.Tensor, high_res: list[torch.Tensor]) -> torch.Tensor:
+        """Image tokens (B, C, h, w) -> (B, C/8, 4h, 4w) with the high-res skip features."""
         up1, ln1, act1, up2, act2 = self.output_upscaling
         feat_s0, feat_s1 = high_res
         upscaled = act1(ln1(up1(src) + feat_s1))
-        upscaled = act2(up2(upscaled) + feat_s0)
+        return act2(up2(upscaled) + feat_s0)
 
+    def mask_logits(self, upscaled: torch.Tensor, mask_tokens: torch.Tensor, which) -> torch.Tensor:
+        """(B, len(which), 4h, 4w) logits of the mask tokens listed in `which`."""
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
-            dim=1,
+            [self.output_hypernetworks_mlps[i](mask_tokens[:, i]) for i in which], dim=1
         )
-        _, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        iou = self.iou_prediction_head(iou_token_out)
-        object_score = self.pred_obj_score_head(hs[:, 0])
-        return masks, iou, mask_tokens_out, object_score
+        b, c, h, w = upscaled.shape
+        return (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
 
     def _fallback_if_unstable(
         self, masks: torch.Tensor, iou: torch.Tensor

@@ -61,7 +61,16 @@ class PromptEncoder(nn.Module):
         )
 
     def forward(
-        self, coords: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None = None
+        self,
+        coords: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        masks: torch.Tensor | None = None,
+        batch: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        sparse = self.embed_points(coords, labels)
-        return sparse, self.embed_mask(masks, coords.shape[0])
+        """Sparse (B, N+1, C) point tokens (or (B, 0, C) without points) and the dense map."""
+        if coords is None:
+            sparse = self.not_a_point_embed.weight.new_zeros(batch, 0, self.embed_dim)
+        else:
+            sparse = self.embed_points(coords, labels)
+            batch = coords.shape[0]
+        return sparse, self.embed_mask(masks, batch)

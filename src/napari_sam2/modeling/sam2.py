@@ -128,20 +128,22 @@ class SAM2Model(nn.Module):
         labels: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        pad_empty_prompt: bool = True,
     ) -> DecoderOutput:
         """Run the prompt encoder and mask decoder.
 
         points: (B, N, 2) (x, y) in model-input pixels; labels: (B, N) (1 positive, 0 negative,
         2/3 box corners, -1 padding); mask_input: (B, 1, H, W) logits, resized to 4h x 4w.
-        A single embedding (batch 1) serves all B prompt sets.
+        A single embedding (batch 1) serves all B prompt sets. Without points, one padding
+        point is decoded (as tracking does) unless pad_empty_prompt is False (image prompts).
         """
         batch = self._prompt_batch(embedding, points, mask_input)
-        if points is None:
+        if points is None and pad_empty_prompt:
             points = embedding.new_zeros(batch, 1, 2)
             labels = torch.full((batch, 1), LABEL_PAD, dtype=torch.int32, device=embedding.device)
         if mask_input is not None:
             mask_input = self._resize_mask_prompt(mask_input)
-        sparse, dense = self.sam_prompt_encoder(points, labels, mask_input)
+        sparse, dense = self.sam_prompt_encoder(points, labels, mask_input, batch)
         return self.sam_mask_decoder(
             image_embeddings=embedding,
             image_pe=self.sam_prompt_encoder.dense_pe(),

@@ -1,0 +1,48 @@
+"""Numeric precision of inference: exact fp32, or a fast reduced-precision path where it pays."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for `precision` on `device`.
+
+    auto: bf16 on CPUs with bf16 matrix instructions and on CUDA GPUs that support it, fp16 on
+    older CUDA GPUs, fp32 elsewhere (MPS included, until reduced precision is shown to be right).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+@contextlib.contextmanager
+def compute_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Run the enclosed model calls in `dtype` (autocast), or plainly when it is fp32."""
+    if dtype == torch.float32:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield

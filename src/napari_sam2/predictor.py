@@ -1,0 +1,325 @@
+"""Interactive segmentation of one image: embed once, then decode point, box and mask prompts.
+
+Coordinates: points are (x, y) and boxes (x0, y0, x1, y1), in pixels of the image given to
+`set_image` (x = column, y = row), as in SAM. napari's (row, col) is converted in `image_input`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .image_input import Normalization, prepare_image, to_model_input
+from .mask_utils import masks_to_boxes
+from .modeling.mask_decoder import stability_score
+from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
+from .modeling.sam2 import SAM2Model
+from .postprocess import fill_holes_and_remove_sprinkles
+from .precision import compute_precision, resolve_precision
+
+LOGIT_CLAMP = 32.0  # low-res logits are returned clamped, ready to feed back as mask_input
+STABILITY_OFFSET = 1.0
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be used, with what is wrong with it."""
+
+
+@dataclass
+class ImageEmbedding:
+    """Everything the decoder needs from one image; keep it to skip re-encoding (e.g. per slice)."""
+
+    embedding: torch.Tensor  # (1, C, h, w), conditioned on 'no memory'
+    high_res: list[torch.Tensor]  # decoder skip features
+    image_hw: tuple[int, int]  # size of the original image
+
+    def to(self, device: torch.device | str) -> ImageEmbedding:
+        return ImageEmbedding(
+            self.embedding.to(device), [f.to(device) for f in self.high_res], self.image_hw
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [self.embedding, *self.high_res])
+
+
+@dataclass
+class Prediction:
+    """Masks for one prompt set (M candidates) or a batch of them (leading batch axis)."""
+
+    masks: np.ndarray  # bool (..., M, H, W) at the image's size
+    scores: np.ndarray  # (..., M) predicted IoU
+    stability: np.ndarray  # (..., M) IoU of the mask thresholded at +/- 1 logit
+    logits: np.ndarray  # (..., M, 4h, 4w) low-res logits, to feed back as mask_input
+    boxes: np.ndarray  # (..., M, 4) bounding box of each mask, XYXY pixels (all 0 if empty)
+
+    @property
+    def best(self) -> int:
+        """Index of the highest-scoring mask of a single prompt set."""
+        return int(np.argmax(self.scores))
+
+
+class ImagePredictor:
+    """SAM 2 image segmentation with prompts.
+
+    precision: 'auto' (the fast path where the hardware has it), 'fp32' (exact), 'bf16', 'fp16'.
+    max_hole_area / max_sprinkle_area: fill holes and remove specks up to this many low-res
+    (4h x 4w) pixels, on every device.
+    """
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        precision: str = "auto",
+        mask_threshold: float = 0.0,
+        max_hole_area: float = 0.0,
+        max_sprinkle_area: float = 0.0,
+    ) -> None:
+        self.model = model.eval()
+        self.device = model.device
+        self.dtype = resolve_precision(precision, self.device)
+        self.mask_threshold = mask_threshold
+        self.max_hole_area = max_hole_area
+        self.max_sprinkle_area = max_sprinkle_area
+        self._embedding: ImageEmbedding | None = None
+
+    # ------------------------------------------------------------------ embedding
+
+    @torch.inference_mode()
+    def set_image(
+        self,
+        image: np.ndarray,
+        normalization: str | Normalization | None = "auto",
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
+    ) -> ImageEmbedding:
+        """Embed `image` (2-D gray, RGB(A) or multichannel) and make it the current image.
+
+        normalization: 'auto' (percentiles of this image), a `Normalization` (e.g. shared by a
+        stack), or None to feed an 8-bit RGB image exactly as the official predictor does.
+        """
+        rgb = prepare_image(image, normalization, channels=channels, channel_axis=channel_axis)
+        self._embedding = self.embed_prepared([rgb])[0]
+        return self._embedding
+
+    @torch.inference_mode()
+    def set_images(
+        self,
+        images: Sequence[np.ndarray],
+        normalization: str | Normalization | None = "auto",
+        batch_size: int = 4,
+        channels: Sequence[int] | None = None,
+    ) -> list[ImageEmbedding]:
+        """Embed many images, `batch_size` at a time; the last becomes the current image."""
+        rgbs = [prepare_image(im, normalization, channels=channels) for im in images]
+        embeddings = []
+        for start in range(0, len(rgbs), batch_size):
+            embeddings += self.embed_prepared(rgbs[start : start + batch_size])
+        if embeddings:
+            self._embedding = embeddings[-1]
+        return embeddings
+
+    @torch.inference_mode()
+    def embed_prepared(self, rgbs: list[np.ndarray]) -> list[ImageEmbedding]:
+        """Embed images already made into (H, W, 3) [0, 1] RGB by `prepare_image`."""
+        size = self.model.image_size
+        batch = torch.cat([to_model_input(rgb, size, self.device, torch.float32) for rgb in rgbs])
+        with compute_precision(self.device, self.dtype):
+            features = self.model.encode_image(batch.to(self.model.dtype))
+            embedding = self.model.add_no_memory(features.embedding)
+        return [
+            ImageEmbedding(
+                embedding[i : i + 1], [f[i : i + 1] for f in features.high_res], rgb.shape[:2]
+            )
+            for i, rgb in enumerate(rgbs)
+        ]
+
+    def get_embedding(self) -> ImageEmbedding:
+        if self._embedding is None:
+            raise RuntimeError("No image is set: call set_image(image) first.")
+        return self._embedding
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Make a previously computed embedding current (no re-encoding)."""
+        self._embedding = embedding.to(self.device)
+
+    def reset(self) -> None:
+        self._embedding = None
+
+    # ------------------------------------------------------------------ prompts
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        points: np.ndarray | Sequence | None = None,
+        labels: np.ndarray | Sequence | None = None,
+        box: np.ndarray | Sequence | None = None,
+        mask_input: np.ndarray | torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> Prediction:
+        """Segment one object.
+
+        points: (N, 2) (x, y) pixels; labels: (N,) 1 = foreground, 0 = background (default
+        all 1); box: (x0, y0, x1, y1) pixels; mask_input: (1, 4h, 4w) or (4h, 4w) low-res
+        logits from an earlier prediction, for refinement. Returns 3 candidates with
+        multimask_output, else 1.
+        """
+        emb = self.get_embedding()
+        coords, point_labels = self._prompt_points(emb, points, labels, box)
+        mask = self._mask_prompt(mask_input)
+        result = self._decode(emb, coords, point_labels, mask, multimask_output)
+        return _squeeze_batch(result)
+
+    @torch.inference_mode()
+    def predict_boxes(
+        self, boxes: np.ndarray | Sequence, multimask_output: bool = False, batch_size: int = 64
+    ) -> Prediction:
+        """Segment one object per box (B, 4) XYXY pixels, batched through the decoder."""
+        emb = self.get_embedding()
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) == 0:
+            raise PromptError(f"boxes must be a non-empty (B, 4) array of x0, y0, x1, y1; got shape {boxes.shape}.")
+        parts = []
+        for start in range(0, len(boxes), batch_size):
+            chunk = boxes[start : start + batch_size]
+            coords, labels = self._prompt_points(emb, None, None, chunk)
+            parts.append(self._decode(emb, coords, labels, None, multimask_output))
+        return _concat(parts)
+
+    def _prompt_points(self, emb: ImageEmbedding, points, labels, box):
+        """Validated prompts as (B, N, 2) model-input coordinates and (B, N) labels."""
+        h, w = emb.image_hw
+        coord_list, label_list = [], []
+        if box is not None:
+            boxes = _clip_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4), h, w)
+            coord_list.append(boxes.reshape(-1, 2, 2))
+            label_list.append(np.tile([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], (len(boxes), 1)))
+        if points is not None:
+            pts = _check_points(points, h, w)
+            lab = _check_labels(labels, len(pts))
+            batch = len(coord_list[0]) if coord_list else 1
+            coord_list.append(np.broadcast_to(pts, (batch, *pts.shape)))
+            label_list.append(np.broadcast_to(lab, (batch, len(lab))))
+        elif labels is not None:
+            raise PromptError("labels were given without points.")
+        if not coord_list:
+            return None, None
+        coords = np.concatenate(coord_list, axis=1)
+        scale = np.array([self.model.image_size / w, self.model.image_size / h])
+        coords_t = torch.as_tensor(coords * scale, dtype=torch.float32, device=self.device)
+        labels_t = torch.as_tensor(np.concatenate(label_list, axis=1), dtype=torch.int32, device=self.device)
+        return coords_t, labels_t
+
+    def _mask_prompt(self, mask_input) -> torch.Tensor | None:
+        if mask_input is None:
+            return None
+        mask = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)
+        expected = self.model.sam_prompt_encoder.mask_input_size
+        if mask.ndim == 2:
+            mask = mask[None]
+        if mask.ndim != 3 or mask.shape[0] != 1 or tuple(mask.shape[-2:]) != expected:
+            raise PromptError(
+                f"mask_input must be low-res logits of shape (1, {expected[0]}, {expected[1]}) "
+                f"(the `logits` of an earlier prediction); got {tuple(mask.shape)}."
+            )
+        if not torch.isfinite(mask).all():
+            raise PromptError("mask_input contains NaN or infinite values.")
+        return mask[None]
+
+    def _decode(self, emb, coords, labels, mask, multimask_output) -> Prediction:
+        if coords is None and mask is None:
+            raise PromptError("Nothing to segment: give points, a box or a mask_input.")
+        with compute_precision(self.device, self.dtype):
+            out = self.model.decode(
+                emb.embedding,
+                emb.high_res,
+                points=coords,
+                labels=labels,
+                mask_input=mask,
+                multimask_output=multimask_output,
+                pad_empty_prompt=False,
+            )
+        low_res = out.masks.float()
+        if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
+            low_res = fill_holes_and_remove_sprinkles(
+                low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
+            )
+        masks, stability = self._upscale(low_res, emb.image_hw)
+        boxes = masks_to_boxes(masks)
+        return Prediction(
+            masks=masks.cpu().numpy(),
+            scores=out.iou.float().cpu().numpy(),
+            stability=stability.cpu().numpy(),
+            logits=low_res.clamp(-LOGIT_CLAMP, LOGIT_CLAMP).cpu().numpy(),
+            boxes=boxes.cpu().numpy(),
+        )
+
+    def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binary masks at the image size and their stability, one prompt set at a time
+        (bounded memory for large images)."""
+        masks, stability = [], []
+        for logits in low_res:
+            full = F.interpolate(logits[None], size=hw, mode="bilinear", align_corners=False)[0]
+            masks.append(full > self.mask_threshold)
+            stability.append(stability_score(full, self.mask_threshold, STABILITY_OFFSET))
+        return torch.stack(masks), torch.stack(stability)
+
+
+def _check_points(points, h: int, w: int) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim == 1 and pts.size == 2:
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
+        raise PromptError(f"points must be an (N, 2) array of (x, y) pixels; got shape {pts.shape}.")
+    if not np.isfinite(pts).all():
+        raise PromptError("points contain NaN or infinite coordinates.")
+    # Pixel i covers [i - 0.5, i + 0.5]: anything on the image is accepted.
+    outside = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise PromptError(
+            f"Point {i} at (x={pts[i, 0]:g}, y={pts[i, 1]:g}) is outside the {w}x{h} image "
+            "(points are (x, y) = (column, row) pixels)."
+        )
+    return pts
+
+
+def _check_labels(labels, n: int) -> np.ndarray:
+    if labels is None:
+        return np.ones(n, dtype=np.int64)
+    lab = np.asarray(labels).reshape(-1)
+    if len(lab) != n:
+        raise PromptError(f"{n} points but {len(lab)} labels.")
+    if not np.isin(lab, (0, 1)).all():
+        raise PromptError("labels must be 1 (foreground) or 0 (background).")
+    return lab.astype(np.int64)
+
+
+def _clip_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Boxes clipped to the image extent [0, W] x [0, H]; an empty or outside box is an error."""
+    if not np.isfinite(boxes).all():
+        raise PromptError("box contains NaN or infinite coordinates.")
+    x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
+    bad = (x1 <= x0) | (y1 <= y0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise PromptError(f"Box {i} {boxes[i].tolist()} is empty: boxes are (x0, y0, x1, y1) with x0 < x1, y0 < y1.")
+    off = (x1 < 0) | (y1 < 0) | (x0 > w) | (y0 > h)
+    if off.any():
+        i = int(np.flatnonzero(off)[0])
+        raise PromptError(f"Box {i} {boxes[i].tolist()} lies outside the {w}x{h} image.")
+    return np.stack([x0.clip(0, w), y0.clip(0, h), x1.clip(0, w), y1.clip(0, h)], axis=1)
+
+
+def _squeeze_batch(p: Prediction) -> Prediction:
+    return Prediction(p.masks[0], p.scores[0], p.stability[0], p.logits[0], p.boxes[0])
+
+
+def _concat(parts: list[Prediction]) -> Prediction:
+    return Prediction(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("masks", "scores", "stability", "logits", "boxes"))
+    )
