@@ -1,9 +1,53 @@
-"""Segment Anything 2 for microscopy: headless engine and napari plugin."""
+"""Segment Anything 2 for microscopy: headless engine and napari plugin.
 
-from .checkpoint import CheckpointError
-from .loading import build_model, load_model
-from .modeling import PRESETS, SAM2Config, SAM2Model
+Public names are imported on first use, so that `import napari_sam2` (and the command line's
+`--help`) stays fast and torch loads only when a model is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "PRESETS", "SAM2Config", "SAM2Model", "build_model", "load_model"]
+_EXPORTS = {
+    "load_model": "loading",
+    "build_model": "loading",
+    "CheckpointError": "checkpoint",
+    "PRESETS": "modeling.config",
+    "SAM2Config": "modeling.config",
+    "SAM2Model": "modeling.sam2",
+    "ImagePredictor": "predictor",
+    "Prediction": "predictor",
+    "PromptError": "predictor",
+    "AutomaticMaskGenerator": "automatic",
+    "Normalization": "image_input",
+    "ImageInputError": "image_input",
+    "Cancelled": "progress",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .automatic import AutomaticMaskGenerator
+    from .checkpoint import CheckpointError
+    from .image_input import ImageInputError, Normalization
+    from .loading import build_model, load_model
+    from .modeling.config import PRESETS, SAM2Config
+    from .modeling.sam2 import SAM2Model
+    from .predictor import ImagePredictor, Prediction, PromptError
+    from .progress import Cancelled
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
