@@ -1,0 +1,403 @@
+"""Track objects through a z-stack or time-lapse with SAM 2's memory, streaming and bounded.
+
+Same per-frame algorithm as the official video predictor (conditioning frames, a memory bank of
+seven frames, object pointers with temporal encodings, bf16 memories), with these differences:
+- frames are read lazily from the arrays the user has (no JPEG folders, nothing loaded up front);
+- objects that share a frame's memory layout run in one batched forward;
+- objects can be added at any frame, also after tracking started;
+- a correction (prompts on an already tracked frame) becomes a conditioning frame, so that
+  propagating again respects it (`corrections_as_conditioning=False` gives the official behaviour);
+- only memories that attention can still read are kept, so memory use does not grow with the
+  length of the stack (the official keeps every frame's memory);
+- masks of different objects do not overlap (`non_overlapping=True`, each pixel goes to the
+  object with the highest logit), and small holes are filled on every device.
+Points are (x, y) and boxes (x0, y0, x1, y1) in pixels of a frame.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .frames import FrameSource
+from .image_input import Normalization, to_model_input
+from .label_writer import LabelWriter
+from .memory_bank import frames_to_keep, select_memory
+from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
+from .modeling.sam2 import FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
+from .postprocess import fill_holes_and_remove_sprinkles
+from .precision import compute_precision, resolve_precision
+from .predictor import LOGIT_CLAMP, PromptError, _check_labels, _check_points, _clip_boxes
+
+DIRECTIONS = ("both", "forward", "backward")
+
+
+@dataclass
+class TrackResult:
+    """Masks of the tracked objects on one frame."""
+
+    frame: int
+    obj_ids: list[int]
+    masks: np.ndarray  # (K, H, W) bool at the frame's size
+    logits: np.ndarray  # (K, 4h, 4w) low-res logits
+    scores: np.ndarray  # (K,) predicted IoU of each mask
+    present: np.ndarray  # (K,) object-presence logit; <= 0 means the object is absent here
+
+
+@dataclass
+class _FrameState:
+    """One object on one frame: its output and, once encoded, its memory."""
+
+    low_res: torch.Tensor  # (1, 1, 4h, 4w) logits
+    obj_ptr: torch.Tensor  # (1, C)
+    score: torch.Tensor  # (1, 1) presence logit
+    iou: torch.Tensor  # (1, 1)
+    from_prompt: bool  # memory of prompted frames uses the binarised mask
+    maskmem: torch.Tensor | None = None  # (1, mem_dim, h, w), bf16
+
+
+@dataclass
+class _Object:
+    obj_id: int
+    cond: dict[int, _FrameState] = field(default_factory=dict)
+    tracked: dict[int, _FrameState] = field(default_factory=dict)
+    points: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    direction: dict[int, bool] = field(default_factory=dict)  # frames tracked -> reverse?
+
+
+class StackTracker:
+    """Prompt objects on some frames of a stack, then `propagate` them through it."""
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        frames: Any,
+        precision: str = "auto",
+        normalization: str | Normalization | None = "auto",
+        axis: int = 0,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
+        corrections_as_conditioning: bool = True,
+        non_overlapping: bool = True,
+        fill_hole_area: int = 8,
+        feature_cache: int = 2,
+    ) -> None:
+        self.model = model.eval()
+        self.device = model.device
+        self.dtype = resolve_precision(precision, self.device)
+        self.frames = frames if isinstance(frames, FrameSource) else FrameSource(
+            frames, axis=axis, normalization=normalization, channels=channels, channel_axis=channel_axis
+        )
+        self.num_frames = len(self.frames)
+        self.frame_hw = self.frames.frame_shape
+        self.corrections_as_conditioning = corrections_as_conditioning
+        self.non_overlapping = non_overlapping
+        self.fill_hole_area = fill_hole_area
+        self._feature_cache: OrderedDict[int, ImageFeatures] = OrderedDict()
+        self._feature_cache_size = max(1, feature_cache)
+        self._objects: dict[int, _Object] = {}
+
+    # ------------------------------------------------------------------ objects and prompts
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self._objects)
+
+    def add_points(
+        self, frame: int, obj_id: int, points: Any, labels: Any = None, clear: bool = True
+    ) -> TrackResult:
+        """Clicks on `frame` for object `obj_id`: (N, 2) (x, y) pixels, labels 1/0 (default 1).
+        clear=False adds them to the clicks already on that frame."""
+        h, w = self.frame_hw
+        pts = _check_points(points, h, w)
+        lab = _check_labels(labels, len(pts))
+        return self._add_prompt(frame, obj_id, pts, lab, clear)
+
+    def add_box(
+        self, frame: int, obj_id: int, box: Any, points: Any = None, labels: Any = None
+    ) -> TrackResult:
+        """A box (x0, y0, x1, y1) pixels on `frame`, optionally with clicks."""
+        h, w = self.frame_hw
+        corners = _clip_boxes(np.asarray(box, dtype=np.float64).reshape(1, 4), h, w).reshape(2, 2)
+        pts, lab = corners, np.array([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT])
+        if points is not None:
+            extra = _check_points(points, h, w)
+            pts = np.concatenate([pts, extra])
+            lab = np.concatenate([lab, _check_labels(labels, len(extra))])
+        return self._add_prompt(frame, obj_id, pts, lab, clear=True)
+
+    def add_mask(self, frame: int, obj_id: int, mask: Any) -> TrackResult:
+        """A binary (H, W) mask of the object on `frame`."""
+        self._check_frame(frame)
+        mask = np.asarray(mask)
+        if mask.shape != self.frame_hw:
+            raise PromptError(f"mask has shape {mask.shape}; frames are {self.frame_hw}.")
+        obj = self._objects.setdefault(obj_id, _Object(obj_id))
+        obj.points.pop(frame, None)
+        size = self.model.image_size
+        m = torch.as_tensor(mask > 0, dtype=torch.float32, device=self.device)[None, None]
+        if tuple(m.shape[-2:]) != (size, size):
+            m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            m = (m >= 0.5).float()
+        features = self._features(frame)
+        with torch.inference_mode(), compute_precision(self.device, self.dtype):
+            out = self.model.mask_as_output(features.embedding, features.high_res, m.to(self.model.dtype))
+        self._store_prompt_output(obj, frame, out)
+        return self._result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
+
+    def remove_object(self, obj_id: int) -> None:
+        if self._objects.pop(obj_id, None) is None:
+            raise KeyError(f"no object {obj_id}; objects are {self.obj_ids}")
+
+    def reset(self) -> None:
+        """Forget all objects, prompts and memories (cached frame features are kept)."""
+        self._objects.clear()
+
+    def _add_prompt(self, frame: int, obj_id: int, pts: np.ndarray, lab: np.ndarray, clear: bool) -> TrackResult:
+        self._check_frame(frame)
+        obj = self._objects.setdefault(obj_id, _Object(obj_id))
+        h, w = self.frame_hw
+        size = self.model.image_size
+        coords = torch.as_tensor(pts * np.array([size / w, size / h]), dtype=torch.float32, device=self.device)[None]
+        labels = torch.as_tensor(lab, dtype=torch.int32, device=self.device)[None]
+        if not clear and frame in obj.points:
+            old_coords, old_labels = obj.points[frame]
+            coords, labels = torch.cat([old_coords, coords], 1), torch.cat([old_labels, labels], 1)
+        obj.points[frame] = (coords, labels)
+        initial = frame not in obj.direction
+        reverse = obj.direction.get(frame, False)
+        previous = obj.cond.get(frame) or obj.tracked.get(frame)
+        prior = previous.low_res.clamp(-LOGIT_CLAMP, LOGIT_CLAMP) if previous is not None else None
+        features = self._features(frame)
+        with torch.inference_mode(), compute_precision(self.device, self.dtype):
+            if initial:
+                embedding = self.model.add_no_memory(features.embedding)
+            else:
+                embedding = self._conditioned([obj], frame, features, reverse)
+            multimask = labels.shape[1] <= 1
+            out = self.model.decode_frame(embedding, features.high_res, coords, labels, prior, multimask)
+        out = _with_holes_filled(out, self.fill_hole_area)
+        self._store_prompt_output(obj, frame, out, conditioning=initial or self.corrections_as_conditioning)
+        return self._result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
+
+    def _store_prompt_output(self, obj: _Object, frame: int, out: FrameOutput, conditioning: bool = True) -> None:
+        state = _FrameState(out.low_res_masks.float(), out.obj_ptr.float(), out.object_score.float(), out.iou.float(), True)
+        if conditioning:
+            obj.cond[frame] = state
+            obj.tracked.pop(frame, None)
+        else:
+            obj.tracked[frame] = state
+
+    def _check_frame(self, frame: int) -> None:
+        if not 0 <= frame < self.num_frames:
+            raise PromptError(f"frame {frame} is outside the stack (0..{self.num_frames - 1}).")
+
+    # ------------------------------------------------------------------ propagation
+
+    def propagate(
+        self,
+        direction: str = "both",
+        start: int | None = None,
+        stop: int | tuple[int, int] | None = None,
+        writer: LabelWriter | None = None,
+    ) -> Iterator[TrackResult]:
+        """Yield each frame's result while tracking all objects, frame by frame.
+
+        start: first frame (default: the first prompted frame); stop: last frame, inclusive
+        (for 'both' a (low, high) pair; default: the ends of the stack). 'both' runs forward,
+        then backward from `start` again, so the start frame is yielded twice. Stop iterating
+        to cancel: every frame already yielded (and written to `writer`) stays done.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        if not self._objects:
+            raise PromptError("Nothing to propagate: add points, a box or a mask first.")
+        unprompted = [o.obj_id for o in self._objects.values() if not o.cond and not o.tracked]
+        if unprompted:
+            raise PromptError(f"objects {unprompted} have no prompts.")
+        if not any(o.cond for o in self._objects.values()):
+            raise PromptError("every object needs at least one prompted frame to start from.")
+        first = min(f for o in self._objects.values() for f in o.cond)
+        start = first if start is None else start
+        self._check_frame(start)
+        low, high = self._limits(direction, start, stop)
+        passes = []
+        if direction in ("both", "forward"):
+            passes.append((range(start, high + 1), False))
+        if direction in ("both", "backward"):
+            # As in the official predictor, the backward pass visits the start frame again:
+            # objects not prompted there are re-tracked with the memory of the forward pass.
+            passes.append((range(start, low - 1, -1), True))
+        self._encode_prompt_memories()
+        try:
+            for order, reverse in passes:
+                for frame, rgb in self.frames.iterate(order):
+                    result = self._track_frame(frame, rgb, reverse)
+                    if writer is not None:
+                        writer.write(frame, result.obj_ids, result.masks)
+                    yield result
+                self.frames.discard_pending()
+        finally:
+            self.frames.discard_pending()
+
+    def _limits(self, direction: str, start: int, stop) -> tuple[int, int]:
+        last = self.num_frames - 1
+        if stop is None:
+            return 0, last
+        if direction == "both":
+            low, high = stop
+        elif direction == "forward":
+            low, high = start, stop
+        else:
+            low, high = stop, start
+        if not 0 <= low <= start <= high <= last:
+            raise ValueError(f"stop {stop} does not fit start {start} and {self.num_frames} frames")
+        return low, high
+
+    @torch.inference_mode()
+    def _encode_prompt_memories(self) -> None:
+        """Memories of prompted frames, from their stored low-res masks (as the official does)."""
+        for obj in self._objects.values():
+            for frame, state in [*obj.cond.items(), *obj.tracked.items()]:
+                if state.maskmem is None:
+                    features = self._features(frame)
+                    state.maskmem = self._encode([state], features)[0]
+            for frame in obj.cond:
+                obj.direction.setdefault(frame, False)
+
+    def _encode(self, states: list[_FrameState], features: ImageFeatures) -> list[torch.Tensor]:
+        """bf16 memories of several objects on one frame (prompted ones from binarised masks)."""
+        low_res = torch.cat([s.low_res for s in states])
+        scores = torch.cat([s.score for s in states])
+        binarize = states[0].from_prompt
+        embedding = features.embedding.expand(len(states), -1, -1, -1)
+        with compute_precision(self.device, self.dtype):
+            maskmem, _ = self.model.encode_memory(embedding, self.model.upscale(low_res), scores, binarize=binarize)
+        return list(maskmem.to(torch.bfloat16).split(1))
+
+    @torch.inference_mode()
+    def _track_frame(self, frame: int, rgb: np.ndarray, reverse: bool) -> TrackResult:
+        features = self._features(frame, rgb)
+        states: dict[int, _FrameState] = {}
+        to_track = [o for o in self._objects.values() if frame not in o.cond]
+        for group in self._batches(to_track, frame, reverse):
+            with compute_precision(self.device, self.dtype):
+                embedding = self._conditioned(group, frame, features, reverse)
+                out = self.model.decode_frame(embedding, _expand(features.high_res, len(group)), multimask_output=True)
+                maskmem, _ = self.model.encode_memory(
+                    features.embedding.expand(len(group), -1, -1, -1), out.high_res_masks, out.object_score
+                )
+            out = _with_holes_filled(out, self.fill_hole_area)
+            for i, obj in enumerate(group):
+                state = _FrameState(
+                    out.low_res_masks[i : i + 1].float(), out.obj_ptr[i : i + 1].float(),
+                    out.object_score[i : i + 1].float(), out.iou[i : i + 1].float(), False,
+                    maskmem[i : i + 1].to(torch.bfloat16),
+                )
+                obj.tracked[frame] = state
+                states[obj.obj_id] = state
+        for obj in self._objects.values():
+            if frame in obj.cond:
+                states[obj.obj_id] = obj.cond[frame]
+            obj.direction[frame] = reverse
+            keep = frames_to_keep(obj.tracked, obj.cond, frame, self.model.config.max_obj_ptrs_in_encoder - 1)
+            for dropped in set(obj.tracked) - keep:
+                del obj.tracked[dropped]
+        ids = list(self._objects)
+        return self._result(
+            frame, ids, [states[i].low_res for i in ids], [states[i].iou for i in ids], [states[i].score for i in ids]
+        )
+
+    def _batches(self, objects: list[_Object], frame: int, reverse: bool) -> list[list[_Object]]:
+        """Objects grouped by memory layout, so that each group runs as one batch."""
+        groups: dict[tuple, list[_Object]] = {}
+        for obj in objects:
+            signature = self._selection(obj, frame, reverse).signature
+            groups.setdefault(signature, []).append(obj)
+        return list(groups.values())
+
+    def _selection(self, obj: _Object, frame: int, reverse: bool):
+        config = self.model.config
+        return select_memory(
+            frame, list(obj.cond), obj.tracked.keys(), self.num_frames, reverse,
+            config.num_maskmem, config.max_obj_ptrs_in_encoder, signed_distances=config.is_v21,
+        )
+
+    def _conditioned(self, group: list[_Object], frame: int, features: ImageFeatures, reverse: bool) -> torch.Tensor:
+        """Features of `frame` conditioned on each object's memory (the group shares a layout)."""
+        selections = [self._selection(obj, frame, reverse) for obj in group]
+        pos = self._memory_pos(features)
+        memories = []
+        for k, (_, slot) in enumerate(selections[0].spatial):
+            stacked = torch.cat([_state(obj, sel.spatial[k][0]).maskmem for obj, sel in zip(group, selections)])
+            memories.append(SpatialMemory(stacked, pos.expand(len(group), -1, -1, -1), slot))
+        pointers = []
+        for k, (_, distance) in enumerate(selections[0].pointers):
+            stacked = torch.cat([_state(obj, sel.pointers[k][0]).obj_ptr for obj, sel in zip(group, selections)])
+            pointers.append((stacked, distance))
+        n = len(group)
+        max_ptrs = min(self.num_frames, self.model.config.max_obj_ptrs_in_encoder)
+        return self.model.condition_on_memory(
+            features.embedding.expand(n, -1, -1, -1), features.pos.expand(n, -1, -1, -1), memories, pointers, max_ptrs
+        )
+
+    def _memory_pos(self, features: ImageFeatures) -> torch.Tensor:
+        h, w = features.embedding.shape[-2:]
+        probe = features.embedding.new_zeros(1, self.model.config.mem_dim, h, w)
+        return self.model.memory_encoder.position_encoding(probe)
+
+    # ------------------------------------------------------------------ frames and results
+
+    def _features(self, frame: int, rgb: np.ndarray | None = None) -> ImageFeatures:
+        """Image features of a frame; the last few are cached."""
+        cached = self._feature_cache.get(frame)
+        if cached is not None:
+            self._feature_cache.move_to_end(frame)
+            return cached
+        if rgb is None:
+            rgb = self.frames.get(frame)
+        x = to_model_input(rgb, self.model.image_size, self.device, self.model.dtype)
+        with torch.inference_mode(), compute_precision(self.device, self.dtype):
+            features = self.model.encode_image(x)
+        self._feature_cache[frame] = features
+        while len(self._feature_cache) > self._feature_cache_size:
+            self._feature_cache.popitem(last=False)
+        return features
+
+    def _result(self, frame, obj_ids, low_res, iou, score) -> TrackResult:
+        logits = torch.cat(low_res).float()  # (K, 1, 4h, 4w)
+        full = F.interpolate(logits, size=self.frame_hw, mode="bilinear", align_corners=False)
+        if self.non_overlapping and len(obj_ids) > 1:
+            winner = full.argmax(dim=0, keepdim=True)
+            own = torch.arange(len(obj_ids), device=full.device)[:, None, None, None] == winner
+            full = torch.where(own, full, full.clamp(max=-10.0))
+        return TrackResult(
+            frame=frame,
+            obj_ids=list(obj_ids),
+            masks=(full[:, 0] > 0).cpu().numpy(),
+            logits=logits[:, 0].cpu().numpy(),
+            scores=torch.cat(iou).float().reshape(-1).cpu().numpy(),
+            present=torch.cat(score).float().reshape(-1).cpu().numpy(),
+        )
+
+
+def _state(obj: _Object, frame: int) -> _FrameState:
+    return obj.cond.get(frame) or obj.tracked[frame]
+
+
+def _expand(tensors: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    return [t.expand(n, -1, -1, -1) for t in tensors]
+
+
+def _with_holes_filled(out: FrameOutput, area: int) -> FrameOutput:
+    """Fill background holes up to `area` low-res pixels with a small positive logit (0.1)."""
+    if area <= 0:
+        return out
+    out.low_res_masks = fill_holes_and_remove_sprinkles(out.low_res_masks.float(), area, 0, hole_value=0.1)
+    return out
