@@ -207,6 +207,7 @@ def test_foreign_formats(tmp_path, keys, expected):
 
 def test_preset_without_weights_in_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_SAM2_CACHE", str(tmp_path))
+    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")  # say what to put where instead of downloading
     message = _error("sam2.1_hiera_small")
     assert str(tmp_path / "sam2.1_hiera_small.pt") in message
     assert "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_small.pt" in message

@@ -21,7 +21,7 @@ from napari_sam2.image_input import (
 )
 
 
-def disk_image(h: int = 96, w: int = 128, bg: float = 1000, levels=(3000, 5000), dtype=np.uint16) -> np.ndarray:
+def disk_image(h=96, w=128, bg: float = 1000, levels=(3000, 5000), dtype=np.uint16) -> np.ndarray:
     """Background `bg` with two square objects at the given intensities (each > 0.2 % of pixels)."""
     img = np.full((h, w), bg, dtype=dtype)
     img[10:30, 10:30] = levels[0]
@@ -35,7 +35,8 @@ def disk_image(h: int = 96, w: int = 128, bg: float = 1000, levels=(3000, 5000),
 
 
 def test_uint16_percentiles_map_known_objects():
-    img = disk_image()  # bg 1000 (> 1 % of pixels), brightest 5000 (> 0.2 %): p1 = 1000, p99.8 = 5000
+    # bg 1000 (> 1 % of pixels), brightest 5000 (> 0.2 %): p1 = 1000, p99.8 = 5000
+    img = disk_image()
     out = prepare_image(img)
     assert out.shape == (96, 128, 3) and out.dtype == np.float32
     assert np.all(out[..., 0] == out[..., 1]) and np.all(out[..., 1] == out[..., 2])  # gray
@@ -114,7 +115,7 @@ def test_equal_limits_are_a_step():
 
 
 def make_stack(n: int = 6) -> np.ndarray:
-    """Slices whose own ranges differ (a hot pixel cluster of growing brightness) around one object at 3000."""
+    """One object at 3000 on every slice; a hot cluster of growing brightness changes each range."""
     stack = np.stack([disk_image(levels=(3000, 3000)) for _ in range(n)])
     for z in range(n):
         stack[z, 80:85, 5:10] = 4000 + 2000 * z  # 25 px = 0.2 % of a slice: moves its own p99.8
@@ -161,7 +162,8 @@ def test_large_stack_is_sampled_lazily_and_deterministically():
     frames = [k[0] for k in lazy.keys]
     assert len(frames) == 16 and frames[0] == 0 and frames[-1] == 199
     assert all(isinstance(k[1], slice) and k[1].step == 4 for k in lazy.keys)
-    assert norm.detail.startswith("p1.0-p99.8 of 65536 pixels from 16 of 200")  # 16 * 64 * 64 <= 100000
+    # 16 frames * 64 * 64 = 65536 <= 100000
+    assert norm.detail.startswith("p1.0-p99.8 of 65536 pixels from 16 of 200")
     assert norm == Normalization.from_percentiles(LazyStack(stack), max_samples=100_000)
     full_low, full_high = np.percentile(stack, [1.0, 99.8])
     assert norm.low[0] == pytest.approx(full_low, rel=0.05)
@@ -174,7 +176,8 @@ def test_dask_stack_with_channel_axis_matches_numpy():
     stack = rng.integers(0, 1000, size=(4, 3, 48, 40), dtype=np.uint16)  # (Z, C, Y, X)
     stack[:, 1] += 5000
     from_np = Normalization.from_percentiles(stack, channel_axis=1)
-    from_dask = Normalization.from_percentiles(da.from_array(stack, chunks=(1, 3, 48, 40)), channel_axis=1)
+    lazy = da.from_array(stack, chunks=(1, 3, 48, 40))
+    from_dask = Normalization.from_percentiles(lazy, channel_axis=1)
     assert from_np == from_dask and from_np.n_channels == 3
     assert from_np.low[1] > 5000 > from_np.high[0]
 
@@ -272,9 +275,11 @@ def test_shared_normalization_with_channels():
         (np.zeros((64, 64, 5)), {"channels": (0, 1, 2, 3)}, "give 1, 2 or 3"),
         (np.zeros((64, 64, 3), np.uint16), {"normalization": None}, "8-bit RGB"),
         (np.zeros((64, 64), np.uint8), {"normalization": None}, "8-bit RGB"),
-        (np.zeros((64, 64), np.uint16), {"normalization": Normalization.identity_uint8()}, "for uint8"),
+        (np.zeros((64, 64), np.uint16), {"normalization": Normalization.identity_uint8()},
+         "for uint8"),
         (np.zeros((64, 64), np.uint16), {"normalization": "minmax"}, "not understood"),
-        (np.zeros((64, 64), np.uint16), {"normalization": Normalization.from_limits([0, 0, 0], [1, 2, 3])},
+        (np.zeros((64, 64), np.uint16),
+         {"normalization": Normalization.from_limits([0, 0, 0], [1, 2, 3])},
          "limits for 3 channels but the image has 1"),
     ],
 )
@@ -333,7 +338,9 @@ def test_model_input_resizes_without_keeping_aspect_ratio():
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("hw, size", [((300, 457), 256), ((700, 1500), 512), ((128, 128), 128), ((40, 33), 96)])
+@pytest.mark.parametrize(
+    "hw, size", [((300, 457), 256), ((700, 1500), 512), ((128, 128), 128), ((40, 33), 96)]
+)
 def test_uint8_rgb_is_bit_identical_to_the_official_transform(hw, size):
     transforms = pytest.importorskip("sam2.utils.transforms")
     rng = np.random.default_rng(sum(hw))
@@ -397,7 +404,8 @@ def test_scaling_matches_the_official_coordinate_transform():
     pts = torch.tensor(rng.uniform(0, 777, size=(9, 2)), dtype=torch.float32)
     boxes = torch.tensor(rng.uniform(0, 333, size=(4, 4)), dtype=torch.float32)
     hw = (333, 777)
-    assert torch.equal(scale_points(pts, hw, 1024), official.transform_coords(pts, normalize=True, orig_hw=hw))
+    expected = official.transform_coords(pts, normalize=True, orig_hw=hw)
+    assert torch.equal(scale_points(pts, hw, 1024), expected)
     assert torch.equal(
         scale_boxes(boxes, hw, 1024).reshape(-1, 2, 2),
         official.transform_boxes(boxes, normalize=True, orig_hw=hw),

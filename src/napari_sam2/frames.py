@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -113,12 +113,19 @@ class FrameSource:
             if index not in self._pending and 0 <= index < len(self):
                 self._pending[index] = self._pool.submit(self._load, index)
 
-    def iterate(self, order: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, frame) in `order`, reading ahead on a background thread."""
+    def iterate(
+        self, order: Sequence[int], skip: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, np.ndarray | None]]:
+        """(index, frame) in `order`, reading ahead on a background thread; frames for which
+        `skip(index)` is true (e.g. already encoded) are not read and come as None."""
         order = list(order)
         for position, index in enumerate(order):
-            self.prefetch(order[position : position + 1 + self._prefetch])
-            yield index, self.get(index)
+            upcoming = order[position : position + 1 + self._prefetch]
+            self.prefetch([i for i in upcoming if skip is None or not skip(i)])
+            if skip is not None and skip(index) and index not in self._pending:
+                yield index, None
+            else:
+                yield index, self.get(index)
 
     def discard_pending(self) -> None:
         """Drop frames read ahead but not used (e.g. when a pass ends or is cancelled)."""

@@ -1,4 +1,4 @@
-"""Turn the images microscopists have (any bit depth; gray, RGB(A) or many channels) into SAM 2 input.
+"""Turn microscopy images (any bit depth; gray, RGB(A) or many channels) into SAM 2 input.
 
 Pipeline: choose channels -> scale intensities to [0, 1] with a `Normalization` -> map to RGB ->
 resize to S x S (aspect ratio not kept, as SAM 2 does) -> ImageNet mean/std.
@@ -28,7 +28,7 @@ ChannelChoice = int | Sequence[int] | None
 
 
 class ImageInputError(ValueError):
-    """An image, or an option describing it, that cannot become model input; the message says the fix."""
+    """An image, or an option describing it, that cannot become model input; says the fix."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -44,15 +44,18 @@ def _check_dtype(dtype: np.dtype) -> None:
         )
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise ImageInputError(
-            f"image has dtype {dtype}, which is not numeric; convert it to an integer or float array."
+            f"image has dtype {dtype}, which is not numeric; "
+            "convert it to an integer or float array."
         )
 
 
-def _channel_axis_of(shape: tuple[int, ...], channels: ChannelChoice, channel_axis: int | None) -> int | None:
+def _channel_axis_of(
+    shape: tuple[int, ...], channels: ChannelChoice, channel_axis: int | None
+) -> int | None:
     """The (non-negative) axis holding channels, or None for single-channel data.
 
-    Without `channel_axis`, the last axis holds channels when `channels=` is given or when it has
-    at most 4 entries (gray, two-channel, RGB, RGBA); a 2-D array never has channels.
+    Without `channel_axis`, the last axis holds channels when `channels=` is given or when it is
+    shorter than MIN_SIDE (too short to be an image axis); a 2-D array never has channels.
     """
     ndim = len(shape)
     if channel_axis is not None:
@@ -66,7 +69,7 @@ def _channel_axis_of(shape: tuple[int, ...], channels: ChannelChoice, channel_ax
                 f"channel_axis={channel_axis} is out of range for an array of shape {shape}."
             )
         return channel_axis % ndim
-    if ndim >= 3 and (channels is not None or shape[-1] <= 4):
+    if ndim >= 3 and (channels is not None or shape[-1] < MIN_SIDE):
         return ndim - 1
     return None
 
@@ -152,7 +155,7 @@ def _sample_pixels(data: Any, channel_axis: int | None, max_samples: int) -> tup
     if n_take < _MIN_FRAMES_SAMPLED:  # large planes: more frames, sparser grid in each
         n_take = min(n_frames, _MIN_FRAMES_SAMPLED)
     stride = max(1, math.ceil(math.sqrt(n_take * plane / max_samples)))
-    offset = stride // 2
+    offset = min(stride // 2, shape[row_axis] - 1, shape[col_axis] - 1)  # centred grid, never empty
     frames = np.unique(np.linspace(0, n_frames - 1, n_take).round().astype(np.int64))
 
     blocks = []
@@ -170,12 +173,16 @@ def _sample_pixels(data: Any, channel_axis: int | None, max_samples: int) -> tup
         else:
             blocks.append(block.reshape(-1, 1))
     samples = np.concatenate(blocks, axis=0)
-    note = f"{samples.shape[0]} pixels from {len(frames)} of {n_frames} frame(s), grid step {stride}"
+    note = (
+        f"{samples.shape[0]} pixels from {len(frames)} of {n_frames} frame(s), grid step {stride}"
+    )
     return samples, note
 
 
-def _percentile_limits(samples: np.ndarray, low: float, high: float) -> tuple[list[float], list[float]]:
-    """Per-column percentiles; where they coincide (e.g. sparse bright spots) fall back to min/max."""
+def _percentile_limits(
+    samples: np.ndarray, low: float, high: float
+) -> tuple[list[float], list[float]]:
+    """Per-column percentiles; where they coincide (e.g. sparse bright spots), min/max instead."""
     lows, highs = [], []
     for c in range(samples.shape[1]):
         column = samples[:, c]
@@ -227,13 +234,15 @@ class Normalization:
         return len(self.low)
 
     @classmethod
-    def from_limits(cls, low: float | Sequence[float], high: float | Sequence[float]) -> Normalization:
-        """Fixed limits, e.g. napari contrast limits: `Normalization.from_limits(*layer.contrast_limits)`."""
+    def from_limits(
+        cls, low: float | Sequence[float], high: float | Sequence[float]
+    ) -> Normalization:
+        """Fixed limits, e.g. napari's: `Normalization.from_limits(*layer.contrast_limits)`."""
         return cls(low=low, high=high, method="limits", detail="given limits")
 
     @classmethod
     def identity_uint8(cls) -> Normalization:
-        """8-bit values divided by 255, exactly as the official predictor does (uint8 images only)."""
+        """8-bit values divided by 255, exactly as the official predictor (uint8 images only)."""
         return cls(low=0.0, high=255.0, method="uint8", detail="uint8 / 255")
 
     @classmethod
@@ -247,12 +256,14 @@ class Normalization:
         channel_axis: int | None = None,
         max_samples: int = DEFAULT_MAX_SAMPLES,
     ) -> Normalization:
-        """Percentile limits of an image or a whole stack (leading axes = frames), per chosen channel.
+        """Percentile limits of an image or a whole stack (leading axes = frames), per channel.
 
         At most ~`max_samples` pixels are read (evenly spaced frames, regular grid; deterministic).
         """
         if not 0.0 <= low < high <= 100.0:
-            raise ImageInputError(f"percentiles low={low}, high={high} must satisfy 0 <= low < high <= 100.")
+            raise ImageInputError(
+                f"percentiles low={low}, high={high} must satisfy 0 <= low < high <= 100."
+            )
         if max_samples < 1:
             raise ImageInputError(f"max_samples={max_samples} must be at least 1.")
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
@@ -302,7 +313,9 @@ class Normalization:
 # --------------------------------------------------------------------------------------------
 
 
-def _layout_image(image: Any, channels: ChannelChoice, channel_axis: int | None) -> tuple[np.ndarray, int]:
+def _layout_image(
+    image: Any, channels: ChannelChoice, channel_axis: int | None
+) -> tuple[np.ndarray, int]:
     """Validated (H, W, k) array of the chosen channels, and the channel count before choosing."""
     arr = np.asarray(image)
     _check_dtype(arr.dtype)
@@ -314,7 +327,8 @@ def _layout_image(image: Any, channels: ChannelChoice, channel_axis: int | None)
     spatial_ndim = arr.ndim - (axis is not None)
     if spatial_ndim < 2:
         raise ImageInputError(
-            f"image must be 2-D (H, W) or channels-last (H, W, C); got {arr.ndim}-D shape {arr.shape}."
+            "image must be 2-D (H, W) or channels-last (H, W, C); "
+            f"got {arr.ndim}-D shape {arr.shape}."
         )
     if spatial_ndim > 2:
         raise ImageInputError(
@@ -365,7 +379,8 @@ def prepare_image(
 
     Layouts: (H, W) gray; (H, W, 3) RGB; (H, W, 4) RGBA (alpha dropped); (H, W, C) with
     `channels=` choosing up to three channels for R, G, B (one channel -> gray, two -> R and G with
-    B = 0); `channel_axis=` moves a channel axis to the end first. Booleans count as 0/1.
+    B = 0); `channel_axis=` moves a channel axis to the end first. Without it, a last axis shorter
+    than 32 (or any last axis when `channels=` is given) holds channels. Booleans count as 0/1.
 
     normalization:
       "auto": uint8 RGB/RGBA pictures (no `channels=`) are divided by 255 as the official
@@ -385,7 +400,8 @@ def prepare_image(
     if isinstance(normalization, str):
         if normalization != "auto":
             raise ImageInputError(
-                f"normalization={normalization!r} is not understood; use 'auto', None or a Normalization."
+                f"normalization={normalization!r} is not understood; "
+                "use 'auto', None or a Normalization."
             )
         if x.dtype == np.uint8 and channels is None and n_in in (3, 4):
             normalization = Normalization.identity_uint8()
@@ -393,7 +409,8 @@ def prepare_image(
             normalization = Normalization.from_percentiles(x)
     if not isinstance(normalization, Normalization):
         raise ImageInputError(
-            f"normalization must be 'auto', None or a Normalization, not {type(normalization).__name__}."
+            "normalization must be 'auto', None or a Normalization, "
+            f"not {type(normalization).__name__}."
         )
     if normalization.method == "uint8" and x.dtype != np.uint8:
         raise ImageInputError(
@@ -409,14 +426,15 @@ def to_model_input(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """(H, W, 3) [0, 1] RGB -> (1, 3, S, S): antialiased bilinear resize (aspect not kept), ImageNet norm.
+    """(H, W, 3) [0, 1] RGB -> (1, 3, S, S): antialiased bilinear resize, ImageNet norm.
 
-    Resizing runs in float32 on the CPU, as in the official predictor, then moves to `device`/`dtype`.
+    Runs in float32 on the CPU, as in the official predictor, then moves to `device` and `dtype`.
     """
     rgb01 = np.asarray(rgb01)
     if rgb01.ndim != 3 or rgb01.shape[-1] != 3:
         raise ImageInputError(
-            f"to_model_input expects an (H, W, 3) RGB array from prepare_image; got shape {rgb01.shape}."
+            "to_model_input expects an (H, W, 3) RGB array from prepare_image; "
+            f"got shape {rgb01.shape}."
         )
     if image_size < 1:
         raise ImageInputError(f"image_size={image_size} must be a positive number of pixels.")
@@ -438,7 +456,7 @@ def to_model_input(
 
 
 def napari_to_xy(coords_rc: np.ndarray) -> np.ndarray:
-    """napari coordinates (..., [z, t, ...,] row, col) -> engine points (..., 2) as (x, y) = (col, row).
+    """napari coordinates (..., [z, t,] row, col) -> engine points (..., 2) as (x, y) = (col, row).
 
     Only the last two axes are used; leading axes (z, t) are dropped. This is the one (row, col)
     to (x, y) conversion in the package.
@@ -446,7 +464,8 @@ def napari_to_xy(coords_rc: np.ndarray) -> np.ndarray:
     coords = np.asarray(coords_rc, dtype=np.float64)
     if coords.ndim == 0 or coords.shape[-1] < 2:
         raise ImageInputError(
-            f"napari coordinates need at least (row, col) on the last axis; got shape {coords.shape}."
+            "napari coordinates need at least (row, col) on the last axis; "
+            f"got shape {coords.shape}."
         )
     return coords[..., [-1, -2]]
 
@@ -455,15 +474,19 @@ def xy_to_napari(points_xy: np.ndarray) -> np.ndarray:
     """Engine points (..., 2) as (x, y) -> napari (..., 2) as (row, col) = (y, x)."""
     points = np.asarray(points_xy, dtype=np.float64)
     if points.ndim == 0 or points.shape[-1] != 2:
-        raise ImageInputError(f"points must have (x, y) on the last axis; got shape {points.shape}.")
+        raise ImageInputError(
+            f"points must have (x, y) on the last axis; got shape {points.shape}."
+        )
     return points[..., ::-1].copy()
 
 
 def napari_box_to_xyxy(corners_rc: np.ndarray) -> np.ndarray:
-    """A napari rectangle's corners (..., n_corners, D) with (row, col) last -> box (..., 4) (x0, y0, x1, y1)."""
+    """napari rectangle corners (..., n, D), (row, col) last -> box (..., 4) as (x0, y0, x1, y1)."""
     xy = napari_to_xy(corners_rc)
     if xy.ndim < 2:
-        raise ImageInputError(f"a rectangle needs several corners (n, D); got shape {np.shape(corners_rc)}.")
+        raise ImageInputError(
+            f"a rectangle needs several corners (n, D); got shape {np.shape(corners_rc)}."
+        )
     return np.concatenate([xy.min(axis=-2), xy.max(axis=-2)], axis=-1)
 
 
@@ -486,14 +509,17 @@ def scale_points(points_xy: np.ndarray | torch.Tensor, image_hw: tuple[int, int]
     kind (numpy array or tensor).
     """
     if points_xy.shape[-1] != 2:
-        raise ImageInputError(f"points must have (x, y) on the last axis; got shape {tuple(points_xy.shape)}.")
+        raise ImageInputError(
+            f"points must have (x, y) on the last axis; got shape {tuple(points_xy.shape)}."
+        )
     return _scale_xy(points_xy, image_hw, image_size)
 
 
 def scale_boxes(boxes_xyxy: np.ndarray | torch.Tensor, image_hw: tuple[int, int], image_size: int):
-    """Boxes (..., 4) in image pixels (x0, y0, x1, y1) -> model-input pixels, float32 (see scale_points)."""
+    """Boxes (..., 4) in image pixels (x0, y0, x1, y1) -> model-input pixels (see scale_points)."""
     if boxes_xyxy.shape[-1] != 4:
         raise ImageInputError(
-            f"boxes must have (x0, y0, x1, y1) on the last axis; got shape {tuple(boxes_xyxy.shape)}."
+            "boxes must have (x0, y0, x1, y1) on the last axis; "
+            f"got shape {tuple(boxes_xyxy.shape)}."
         )
     return _scale_xy(boxes_xyxy, image_hw, image_size)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from .cache import CACHE_ENV, cache_dir
 from .checkpoint import (
     CheckpointError,
     identify_variant,
@@ -15,9 +14,11 @@ from .checkpoint import (
     read_checkpoint,
 )
 from .device import resolve_device, resolve_dtype
+from .download import TextProgress, ensure_checkpoint
 from .modeling.config import PRESETS, SAM2Config, get_config
 from .modeling.sam2 import SAM2Model
-from .registry import OFFICIAL_CHECKPOINTS
+from .progress import ProgressCallback
+from .registry import OFFICIAL_CHECKPOINTS, CheckpointInfo, all_checkpoints
 
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
@@ -44,22 +45,31 @@ def load_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     image_size: int | None = None,
+    progress: ProgressCallback | None = None,
 ) -> SAM2Model:
     """Load a SAM 2 / 2.1 model in eval mode.
 
     name_or_path: a preset name ('sam2.1_hiera_tiny', ...) or Hugging Face id, whose weights
-        come from `checkpoint` or the cache; or a path to a .pt file, whose variant is
+        come from `checkpoint` or the cache (downloaded into it when missing); the name of a
+        checkpoint added with `register_checkpoint`; or a path to a .pt file, whose variant is
         recognised from its tensors. None loads the default model.
     device: 'auto' (cuda, then mps, then cpu), or any torch device.
     image_size: run at another input resolution than the trained one (multiple of 32).
+    progress: called with (bytes done, total) during a download; default: a bar on stderr.
     """
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
     text = str(name_or_path)
     is_preset = not isinstance(name_or_path, Path) and _is_preset(text)
-    if is_preset:
-        config = get_config(text)
-        path = Path(checkpoint).expanduser() if checkpoint is not None else _cached_weights(config)
+    registered = None
+    if not isinstance(name_or_path, Path) and not is_preset:
+        registered = all_checkpoints().get(text)  # added with register_checkpoint
+    if is_preset or registered is not None:
+        config = get_config(registered.preset if registered is not None else text)
+        if checkpoint is not None:
+            path = Path(checkpoint).expanduser()
+        else:
+            path = _cached_weights(config, progress, registered)
         state, _ = read_checkpoint(path)
         if not matches_config(state, config):
             raise mismatch_error(state, config, f"The checkpoint {path}")
@@ -87,21 +97,20 @@ def _is_preset(text: str) -> bool:
     return True
 
 
-def _cached_weights(config: SAM2Config) -> Path:
-    info = OFFICIAL_CHECKPOINTS.get(config.name)
+def _cached_weights(
+    config: SAM2Config, progress: ProgressCallback | None = None, info: CheckpointInfo | None = None
+) -> Path:
+    """The weights of `config` (official unless `info` names others) from the cache, downloaded
+    into it when missing; offline mode raises an error saying which file to put where."""
+    info = info or OFFICIAL_CHECKPOINTS.get(config.name)
     if info is None:
         raise CheckpointError(
             f"{config.name} has no official weights: pass checkpoint=<path to a .pt file>, "
             "or use build_model() for random weights."
         )
-    path = cache_dir() / info.filename
-    if not path.exists():
-        raise CheckpointError(
-            f"The weights of {config.name} are not on this machine: expected {path}. "
-            f"Download {info.url} ({info.size / 1e6:.0f} MB) into {path.parent} "
-            f"(or set {CACHE_ENV} to the folder that holds it), or pass checkpoint=<path>."
-        )
-    return path
+    if progress is None:
+        progress = TextProgress(f"Downloading {info.filename}")
+    return ensure_checkpoint(info, progress=progress, strict=False)
 
 
 def _instantiate(

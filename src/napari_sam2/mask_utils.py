@@ -31,14 +31,17 @@ def build_point_grid(n_per_side: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=-1)
 
 
-def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer: int) -> list[np.ndarray]:
-    """One grid per crop layer 0..n_layers; layer i has int(n_per_side / scale_per_layer**i) points per side."""
+def build_all_layer_point_grids(
+    n_per_side: int, n_layers: int, scale_per_layer: int
+) -> list[np.ndarray]:
+    """One grid per crop layer 0..n_layers: int(n_per_side / scale_per_layer**i) points per side."""
     grids = []
     for i in range(n_layers + 1):
         n = int(n_per_side / (scale_per_layer**i))
         if n < 1:
             raise ValueError(
-                f"crop layer {i} would get {n} points per side ({n_per_side} / {scale_per_layer}**{i}); "
+                f"crop layer {i} would get {n} points per side "
+                f"({n_per_side} / {scale_per_layer}**{i}); "
                 "use fewer crop layers, a smaller downscale factor or more points per side."
             )
         grids.append(build_point_grid(n))
@@ -48,7 +51,7 @@ def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer:
 def generate_crop_boxes(
     im_size: tuple[int, int], n_layers: int, overlap_ratio: float
 ) -> tuple[list[list[int]], list[int]]:
-    """Crop boxes (XYXY) and their layer index: the whole image, then 2**i x 2**i overlapping crops per layer i.
+    """Crop boxes (XYXY) and layer indices: the whole image, then 2**i x 2**i overlapping crops.
 
     Layer i's overlap is int(overlap_ratio * short_side * 2 / 2**i) pixels; crops are ordered by x
     start, then y start, and clipped to the image.
@@ -83,13 +86,23 @@ def _area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def _pairwise_iou(a: torch.Tensor, b: torch.Tensor, area_a: torch.Tensor, area_b: torch.Tensor) -> torch.Tensor:
-    """IoU (N, M) with the same float operations, in the same order, as torchvision."""
-    left_top = torch.max(a[:, None, :2], b[None, :, :2])
-    right_bottom = torch.min(a[:, None, 2:], b[None, :, 2:])
-    wh = (right_bottom - left_top).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+def _pairwise_iou(a, b, area_a, area_b):
+    """IoU (N, M) of torch tensors or numpy arrays, in torchvision's float operations."""
+    xp = np if isinstance(a, np.ndarray) else torch
+    x0, y0 = xp.maximum(a[:, 0, None], b[None, :, 0]), xp.maximum(a[:, 1, None], b[None, :, 1])
+    x1, y1 = xp.minimum(a[:, 2, None], b[None, :, 2]), xp.minimum(a[:, 3, None], b[None, :, 3])
+    w, h = (x1 - x0).clip(min=0), (y1 - y0).clip(min=0)
+    inter = w * h
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty boxes: 0 / 0 = NaN, no effect
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def _float32_threshold(threshold: float) -> float:
+    """The float32 t with (x > t) == (float64(x) > threshold) for all float32 x."""
+    t = np.float32(threshold)
+    if float(t) > threshold:
+        t = np.nextafter(t, np.float32(-np.inf))
+    return float(t)
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
@@ -105,37 +118,62 @@ def batched_box_nms(
 
     torchvision semantics: boxes are visited by a stable descending sort of `scores` (ties: lower
     index first) and a box is dropped when its IoU with an already kept box of the same category
-    is > iou_threshold (compared in float64). Memory stays O(block * N).
+    is > iou_threshold (exactly as torchvision's float64 comparison). Memory stays O(block * N).
     """
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be (N, 4) XYXY; got shape {tuple(boxes.shape)}.")
     n = boxes.shape[0]
     if scores.shape != (n,) or idxs.shape != (n,):
         raise ValueError(
-            f"scores {tuple(scores.shape)} and idxs {tuple(idxs.shape)} must both be ({n},) like boxes."
+            f"scores {tuple(scores.shape)} and idxs {tuple(idxs.shape)} "
+            f"must both be ({n},) like boxes."
         )
     if n == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    ordered = _float_boxes(boxes)[order]
-    categories = idxs[order]
+    ordered = boxes.detach()[order]
+    if ordered.dtype != torch.float64:
+        ordered = ordered.to(torch.float32)
+    if ordered.dtype == torch.float32:
+        threshold = _float32_threshold(iou_threshold)
+    else:
+        threshold = iou_threshold
     areas = _area(ordered)
+    categories = idxs.detach()[order]
+    if _numpy_on(boxes.device):
+        ordered, areas, categories = ordered.numpy(), areas.numpy(), categories.numpy()
     suppressed = np.zeros(n, dtype=bool)
     kept: list[int] = []
     for start in range(0, n, _NMS_BLOCK):
         rows = np.flatnonzero(~suppressed[start : start + _NMS_BLOCK]) + start
         if rows.size == 0:
             continue
-        rows_t = torch.from_numpy(rows).to(boxes.device)
-        iou = _pairwise_iou(ordered[rows_t], ordered[start:], areas[rows_t], areas[start:])
-        overlaps = (iou.double() > iou_threshold) & (categories[rows_t, None] == categories[None, start:])
-        overlaps = overlaps.cpu().numpy()
+        cols = np.flatnonzero(~suppressed[start:]) + start  # suppressed boxes need no IoU
+        r_boxes, r_areas, r_cats = (_take(v, rows) for v in (ordered, areas, categories))
+        c_boxes, c_areas, c_cats = (_take(v, cols) for v in (ordered, areas, categories))
+        overlaps = (_pairwise_iou(r_boxes, c_boxes, r_areas, c_areas) > threshold) & (
+            r_cats[:, None] == c_cats[None, :]
+        )
+        if isinstance(overlaps, torch.Tensor):
+            overlaps = overlaps.cpu().numpy()
         for r, i in enumerate(rows):
             if suppressed[i]:
                 continue
             kept.append(int(i))
-            suppressed[start:] |= overlaps[r]
+            suppressed[cols[overlaps[r]]] = True
     return order[torch.tensor(kept, dtype=torch.int64, device=boxes.device)]
+
+
+def _numpy_on(device: torch.device) -> bool:
+    """NMS blocks run in numpy on the CPU: same IEEE results, no thread-pool overhead."""
+    return device.type == "cpu"
+
+
+def _take(values, index: np.ndarray):
+    """values[index] for a numpy array or a tensor (on any device)."""
+    if isinstance(values, np.ndarray):
+        return values[index]
+    return values[torch.from_numpy(index).to(values.device)]
 
 
 def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -145,7 +183,7 @@ def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> 
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Tight XYXY boxes (..., 4) int64 around masks (..., H, W), inclusive pixel indices; empty -> 0s.
+    """Tight XYXY boxes (..., 4) int64 around masks (..., H, W), inclusive indices; empty -> 0s.
 
     Same numbers as the official `batched_mask_to_box` (non-bool masks: nonzero = inside).
     """
@@ -183,7 +221,7 @@ def box_xyxy_to_xywh(box_xyxy: Any) -> Any:
 def is_box_near_crop_edge(
     boxes: torch.Tensor, crop_box: Sequence[int], orig_box: Sequence[int], atol: float = 20.0
 ) -> torch.Tensor:
-    """(N,) True for boxes (crop coordinates) within `atol` px of a crop edge that is not an image edge."""
+    """(N,) True for boxes (crop coordinates) near (atol) a crop edge not on the image edge."""
     image_boxes = uncrop_boxes_xyxy(boxes, crop_box).float()
     crop = torch.as_tensor(crop_box, dtype=torch.float32, device=boxes.device)
     orig = torch.as_tensor(orig_box, dtype=torch.float32, device=boxes.device)
@@ -209,7 +247,9 @@ def uncrop_points(points: torch.Tensor, crop_box: Sequence[int]) -> torch.Tensor
     return points + torch.tensor([x0, y0], device=points.device)
 
 
-def uncrop_masks(masks: torch.Tensor, crop_box: Sequence[int], orig_h: int, orig_w: int) -> torch.Tensor:
+def uncrop_masks(
+    masks: torch.Tensor, crop_box: Sequence[int], orig_h: int, orig_w: int
+) -> torch.Tensor:
     """Masks (..., h, w) of a crop zero-padded to the full image (..., orig_h, orig_w)."""
     x0, y0, x1, y1 = (int(v) for v in crop_box)
     if (x0, y0, x1, y1) == (0, 0, orig_w, orig_h):
@@ -247,7 +287,9 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     h, w = (int(v) for v in rle["size"])
     counts = np.asarray(rle["counts"], dtype=np.int64)
     if counts.sum() != h * w:
-        raise ValueError(f"RLE counts sum to {int(counts.sum())}, not H*W = {h * w} for size {[h, w]}.")
+        raise ValueError(
+            f"RLE counts sum to {int(counts.sum())}, not H*W = {h * w} for size {[h, w]}."
+        )
     values = np.arange(counts.size) % 2 == 1
     return np.ascontiguousarray(np.repeat(values, counts).reshape(w, h).T)
 
@@ -262,7 +304,9 @@ def area_from_rle(rle: dict[str, Any]) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def calculate_stability_score(masks: torch.Tensor, mask_threshold: float, threshold_offset: float) -> torch.Tensor:
+def calculate_stability_score(
+    masks: torch.Tensor, mask_threshold: float, threshold_offset: float
+) -> torch.Tensor:
     """IoU of the masks thresholded at mask_threshold +/- offset, per mask (..., H, W) -> (...).
 
     The high mask lies inside the low one, so IoU = count(> thr + off) / count(> thr - off);
@@ -292,7 +336,9 @@ def _record_mask(record: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
     seg = record["segmentation"]
     mask = rle_to_mask(seg) if isinstance(seg, dict) else np.asarray(seg, dtype=bool)
     if mask.shape != shape:
-        raise ValueError(f"a record's segmentation has shape {mask.shape}, not the label shape {shape}.")
+        raise ValueError(
+            f"a record's segmentation has shape {mask.shape}, not the label shape {shape}."
+        )
     return mask
 
 

@@ -51,7 +51,9 @@ def fill_holes_and_remove_sprinkles(
     if not (do_holes or do_sprinkles):
         return logits
     if logits.ndim < 2:
-        raise ValueError(f"logits must have at least 2 dims (..., H, W); got shape {tuple(logits.shape)}.")
+        raise ValueError(
+            f"logits must have at least 2 dims (..., H, W); got shape {tuple(logits.shape)}."
+        )
     if logits.numel() == 0:
         return logits
     planes = logits.detach().reshape(-1, *logits.shape[-2:]).to("cpu", torch.float32).numpy()
@@ -59,11 +61,13 @@ def fill_holes_and_remove_sprinkles(
     if do_holes:
         is_hole = _small_components(planes <= threshold, max_hole_area)
         fill = threshold + 10.0 if hole_value is None else hole_value
-        out = torch.where(_to_device(is_hole, logits), torch.tensor(fill, dtype=logits.dtype), out)
+        fill_t = torch.tensor(fill, dtype=logits.dtype)
+        out = torch.where(_to_device(is_hole, logits), fill_t, out)
     if do_sprinkles:
         is_sprinkle = _small_components(planes > threshold, max_sprinkle_area)
         fill = threshold - 10.0 if sprinkle_value is None else sprinkle_value
-        out = torch.where(_to_device(is_sprinkle, logits), torch.tensor(fill, dtype=logits.dtype), out)
+        fill_t = torch.tensor(fill, dtype=logits.dtype)
+        out = torch.where(_to_device(is_sprinkle, logits), fill_t, out)
     return out
 
 

@@ -237,7 +237,7 @@ class StackTracker:
         self._encode_prompt_memories()
         try:
             for order, reverse in passes:
-                for frame, rgb in self.frames.iterate(order):
+                for frame, rgb in self.frames.iterate(order, skip=self._feature_cache.__contains__):
                     result = self._track_frame(frame, rgb, reverse)
                     if writer is not None:
                         writer.write(frame, result.obj_ids, result.masks)
@@ -282,7 +282,7 @@ class StackTracker:
         return list(maskmem.to(torch.bfloat16).split(1))
 
     @torch.inference_mode()
-    def _track_frame(self, frame: int, rgb: np.ndarray, reverse: bool) -> TrackResult:
+    def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool) -> TrackResult:
         features = self._features(frame, rgb)
         states: dict[int, _FrameState] = {}
         to_track = [o for o in self._objects.values() if frame not in o.cond]

@@ -1,0 +1,409 @@
+"""Interactive segmentation: clicks and boxes give a live preview of the object; Commit labels it.
+
+The embedding of the current plane is computed in a worker whenever the plane changes and kept in
+the session's cache; decoding a preview also runs in a worker. A result that arrives after the
+plane or the prompts changed is dropped (and the preview recomputed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from napari.layers import Labels
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ..image_input import prepare_image
+from ..predictor import ImageEmbedding, ImagePredictor
+from . import _notify
+from ._image_source import ImageSource, PlaneIndex
+from ._jobs import run_short
+from ._labels import commit_masks, keep_active, matching_labels, next_label
+from ._output_panel import OutputPanel
+from ._prompt_model import EMPTY, ObjectPrompt, PlanePrompts, PromptProblem, check_inside
+from ._prompts import (
+    ROLE,
+    ensure_boxes,
+    ensure_points,
+    next_click_positive,
+    read_prompts,
+    remove_on_plane,
+    toggle_positive,
+)
+from ._session import Session, UserProblem
+
+PREVIEW_NAME = "SAM2 preview"
+DEBOUNCE_MS = 40
+
+
+def embed_plane(predictor: ImagePredictor, source: ImageSource, index: PlaneIndex) -> ImageEmbedding:
+    """Worker: the embedding of one plane, normalised like every other plane of the image."""
+    rgb = prepare_image(source.plane(index), source.normalization())
+    return predictor.embed_prepared([rgb])[0]
+
+
+def decode_objects(
+    predictor: ImagePredictor, embedding: ImageEmbedding, objects: list[ObjectPrompt]
+) -> tuple[list[np.ndarray], list[float]]:
+    """Worker: the best mask and its predicted IoU for each object's prompts."""
+    predictor.set_embedding(embedding)
+    masks, scores = [], []
+    for obj in objects:
+        has_points = len(obj.points) > 0
+        pred = predictor.predict(
+            points=obj.points if has_points else None,
+            labels=obj.labels if has_points else None,
+            box=obj.box,
+            multimask_output=obj.multimask,
+        )
+        best = pred.best
+        masks.append(pred.masks[best])
+        scores.append(float(pred.scores[best]))
+    return masks, scores
+
+
+@dataclass
+class Preview:
+    index: PlaneIndex
+    signature: bytes
+    masks: list[np.ndarray]
+    scores: list[float]
+
+
+class SegmentPanel(QWidget):
+    """Prompt layers, live preview, commit / clear / undo."""
+
+    def __init__(self, session: Session, output: OutputPanel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.output = output
+        self.viewer = session.viewer
+        self.points: Any = None
+        self.boxes: Any = None
+        self.preview: Preview | None = None
+        self.embedder: ImagePredictor | None = None
+        self.decoder: ImagePredictor | None = None
+        self._embedding_key: tuple | None = None
+        self._failed: set[tuple] = set()
+        self._decoding = False
+        self._decode_again = False
+        self._commit_waiting = False
+        self._last_problem = ""
+        self.on_prompt_layer: Callable[[Any], None] | None = None  # e.g. to bind shortcuts on it
+
+        self.sign_button = QPushButton()
+        self.sign_button.setToolTip("Sign of the next click; with clicks selected, flips them (T).")
+        self.sign_button.clicked.connect(self.toggle_positive)
+        self.commit_button = QPushButton("Commit (C)")
+        self.commit_button.setToolTip("Write the preview into the output labels as a new object.")
+        self.commit_button.clicked.connect(self.commit)
+        self.clear_button = QPushButton("Clear prompts (Shift-C)")
+        self.clear_button.clicked.connect(self.clear_prompts)
+        self.undo_button = QPushButton("Undo (Ctrl-Z)")
+        self.undo_button.setToolTip("Undo the last change of the output labels (commit, propagation or painting).")
+        self.undo_button.clicked.connect(self.undo)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        grid = QGridLayout()
+        grid.addWidget(self.sign_button, 0, 0)
+        grid.addWidget(self.commit_button, 0, 1)
+        grid.addWidget(self.clear_button, 1, 0)
+        grid.addWidget(self.undo_button, 1, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(grid)
+        layout.addWidget(self.status)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.update_preview)
+        session.source_changed.connect(self._on_source)
+        session.model_changed.connect(self._on_model)
+        self.viewer.dims.events.current_step.connect(self.schedule)
+        self.viewer.layers.events.removed.connect(self._on_removed)
+        self._on_source()
+        self._on_model()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _on_model(self) -> None:
+        model = self.session.model
+        self._failed.clear()
+        if model is None:
+            self.embedder = self.decoder = None
+        else:
+            self.embedder = ImagePredictor(model, precision=self.session.precision)
+            self.decoder = ImagePredictor(model, precision=self.session.precision)
+        self._enable()
+        self.schedule()
+
+    def _on_source(self) -> None:
+        self._failed.clear()
+        self._show_preview(None)
+        layer = self.session.image_layer
+        if layer is not None and self.session.source is not None:
+            self.ensure_prompt_layers()
+        self._enable()
+        self.schedule()
+
+    def ensure_prompt_layers(self) -> None:
+        """Create (or find) the clicks and boxes layers of the current image; clicks become active."""
+        image = self.session.image_layer
+        if image is None:
+            return
+        for name in ("points", "boxes"):
+            old = getattr(self, name)
+            new = (ensure_points if name == "points" else ensure_boxes)(self.viewer, image)
+            if new is not old:
+                if old is not None:
+                    old.events.data.disconnect(self.schedule)
+                new.events.data.connect(self.schedule)
+                setattr(self, name, new)
+                if self.on_prompt_layer is not None:
+                    self.on_prompt_layer(new)
+        self.viewer.layers.selection.active = self.points
+        self._show_sign()
+
+    def _on_removed(self, event: Any) -> None:
+        layer = event.value
+        if layer is self.points:
+            self.points = None
+        elif layer is self.boxes:
+            self.boxes = None
+        self.schedule()
+
+    def _enable(self) -> None:
+        ready = self.session.model is not None and self.session.source is not None
+        why = "" if ready else "Load a model and choose an image first."
+        for button in (self.commit_button,):
+            button.setEnabled(ready)
+            button.setToolTip(why or "Write the preview into the output labels as a new object.")
+
+    def _show_sign(self) -> None:
+        positive = next_click_positive(self.points)
+        self.sign_button.setText("Next click: " + ("positive (T)" if positive else "negative (T)"))
+
+    def schedule(self, *_: Any) -> None:
+        """Recompute the preview soon (many events arrive together while dragging)."""
+        self._timer.start()
+
+    # ------------------------------------------------------------------ prompts
+
+    def prompts_on(self, index: PlaneIndex) -> PlanePrompts:
+        source = self.session.source
+        if source is None:
+            return EMPTY
+        return read_prompts(source, self.points, self.boxes).get(index, EMPTY)
+
+    def toggle_positive(self) -> None:
+        if self.points is None:
+            self.ensure_prompt_layers()
+        if self.points is None:
+            _notify.error("Choose an image first: the clicks layer belongs to it.")
+            return
+        message = toggle_positive(self.points)
+        self._show_sign()
+        self.viewer.status = f"SAM 2: {message}"
+        self.schedule()
+
+    def clear_prompts(self) -> None:
+        source, index = self.session.source, self.session.current_plane()
+        if source is None or index is None:
+            return
+        remove_on_plane(source, index, self.points, self.boxes)
+        self._show_preview(None)
+        self.schedule()
+
+    # ------------------------------------------------------------------ preview
+
+    def update_preview(self) -> None:
+        """Bring the preview up to date: embed the plane if needed, then decode the prompts."""
+        source, model = self.session.source, self.session.model
+        if source is None or model is None:
+            self._show_preview(None)
+            self._commit_waiting = False
+            self.status.setText("Load a model and choose an image to start." if model is None else "Choose an image.")
+            return
+        index = self.session.current_plane()
+        key = self.session.embedding_key(index)
+        if self.preview is not None and self.preview.index != index:
+            self._show_preview(None)
+        embedding = self.session.cache.get(key)
+        if embedding is None:
+            if key in self._failed:
+                self.status.setText("This plane could not be embedded (see the notification).")
+            else:
+                self._request_embedding(key, index)
+            return
+        prompts = self.prompts_on(index)
+        if prompts.empty:
+            self._show_preview(None)
+            self._commit_waiting = False
+            self.status.setText("Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes).")
+            return
+        try:
+            check_inside(prompts, source.plane_shape)
+        except PromptProblem as problem:
+            self._show_preview(None)
+            self._commit_waiting = False
+            self._problem(str(problem))
+            return
+        self._last_problem = ""
+        current = self.preview
+        if current is not None and current.index == index and current.signature == prompts.signature():
+            if self._commit_waiting:
+                self._write(current)
+            return
+        self._request_decode(embedding, index, prompts)
+
+    def _problem(self, message: str) -> None:
+        self.status.setText(message)
+        if message != self._last_problem:
+            _notify.error(message)
+            self._last_problem = message
+
+    def _request_embedding(self, key: tuple, index: PlaneIndex) -> None:
+        if self._embedding_key is not None:
+            return  # when it finishes, update_preview asks for the plane shown then
+        self._embedding_key = key
+        where = f"plane {', '.join(map(str, index))}" if index else "the image"
+        self.status.setText(f"Computing the image embedding of {where}…")
+        run_short(
+            "Computing the image embedding",
+            embed_plane,
+            self.embedder,
+            self.session.source,
+            index,
+            on_return=lambda embedding: self.session.cache.put(key, embedding),
+            on_finish=self._embedded,
+        )
+
+    def _embedded(self) -> None:
+        key, self._embedding_key = self._embedding_key, None
+        if key is not None and key not in self.session.cache:
+            self._failed.add(key)
+        self.update_preview()
+
+    def _request_decode(self, embedding: ImageEmbedding, index: PlaneIndex, prompts: PlanePrompts) -> None:
+        if self._decoding:
+            self._decode_again = True
+            return
+        self._decoding = True
+        signature = prompts.signature()
+        run_short(
+            "Segmenting",
+            decode_objects,
+            self.decoder,
+            embedding,
+            prompts.objects(),
+            on_return=lambda result: self._decoded(index, signature, *result),
+            on_finish=self._decode_finished,
+        )
+
+    def _decoded(self, index: PlaneIndex, signature: bytes, masks: list, scores: list) -> None:
+        if index != self.session.current_plane() or signature != self.prompts_on(index).signature():
+            self._decode_again = True  # stale: the plane or the prompts changed meanwhile
+            return
+        self._show_preview(Preview(index, signature, masks, scores))
+        quality = ", ".join(f"{s:.2f}" for s in scores)
+        self.status.setText(f"Preview: {len(masks)} object(s), predicted IoU {quality}. Commit with C.")
+        if self._commit_waiting:
+            self._write(self.preview)
+
+    def _decode_finished(self) -> None:
+        self._decoding = False
+        if self._decode_again:
+            self._decode_again = False
+            self.update_preview()
+        elif self._commit_waiting and self.preview is None:
+            self._commit_waiting = False  # the decoder failed: its error was shown
+
+    def _preview_layer(self) -> Labels | None:
+        for layer in self.viewer.layers:
+            if layer.metadata.get(ROLE) == "preview":
+                return layer
+        return None
+
+    def _show_preview(self, preview: Preview | None) -> None:
+        self.preview = preview
+        layer = self._preview_layer()
+        if preview is None:
+            if layer is not None and layer.data.any():
+                layer.data = np.zeros_like(layer.data)
+            return
+        data = np.zeros(preview.masks[0].shape, dtype=np.uint8)
+        for k, mask in enumerate(preview.masks):
+            data[mask & (data == 0)] = k + 1
+        image = self.session.image_layer
+        scale, translate = image.scale[-2:], image.translate[-2:]
+        if (
+            layer is None
+            or layer.data.shape != data.shape
+            or not np.allclose(layer.scale, scale)
+            or not np.allclose(layer.translate, translate)
+        ):
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            active = self.viewer.layers.selection.active
+            self.viewer.add_labels(
+                data, name=PREVIEW_NAME, opacity=0.6, scale=scale, translate=translate, metadata={ROLE: "preview"}
+            )
+            keep_active(self.viewer, active)
+        else:
+            layer.data = data
+
+    # ------------------------------------------------------------------ commit and undo
+
+    def commit(self) -> None:
+        """Label the previewed object(s) with new ids; waits for the preview if it is being computed."""
+        try:
+            source = self.session.require_source()
+            self.session.require_model()
+            index = self.session.current_plane()
+            prompts = self.prompts_on(index)
+            if prompts.empty:
+                raise UserProblem(
+                    "No prompts on this slice: click on the object (layer 'SAM2 points'; T switches "
+                    "positive/negative) or draw a box (layer 'SAM2 boxes'), then commit."
+                )
+            check_inside(prompts, source.plane_shape)
+            layer = self.output.layer()
+            if layer is not None and not matching_labels(source, layer):
+                raise UserProblem(f"The labels layer '{layer.name}' does not match the image's shape {source.labels_shape}.")
+        except (UserProblem, PromptProblem) as problem:
+            _notify.error(str(problem))
+            return
+        current = self.preview
+        if current is not None and current.index == index and current.signature == prompts.signature():
+            self._write(current)
+        else:
+            self._commit_waiting = True
+            self.status.setText("Commit waits for the preview…")
+            self.update_preview()
+
+    def _write(self, preview: Preview) -> None:
+        self._commit_waiting = False
+        source = self.session.source
+        layer = self.output.target()
+        ids = commit_masks(layer, source, preview.index, preview.masks, next_label(layer), self.output.overwrite.isChecked())
+        if not ids:
+            _notify.warning(
+                "Nothing was committed: the object lies on pixels that are already labelled. Tick "
+                "'Overwrite existing labels' to replace them, or adjust the prompts."
+            )
+            return
+        remove_on_plane(source, preview.index, self.points, self.boxes)
+        self._show_preview(None)
+        names = ", ".join(str(i) for i in ids)
+        self.status.setText(f"Committed object {names} to '{layer.name}'. Ctrl-Z undoes it.")
+        self.viewer.status = f"SAM 2: committed object {names}"
+
+    def undo(self) -> None:
+        layer = self.output.layer()
+        if layer is None:
+            _notify.error("Nothing to undo: no output labels layer has been written yet.")
+            return
+        layer.undo()

@@ -1,0 +1,272 @@
+"""Stack tracking: bookkeeping, streaming, cancellation, corrections, absent objects, writer.
+
+Random weights cannot track anything, so these tests check what does not depend on the weights:
+which frames are processed and read, what is kept in memory, what is written where.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2 import build_model
+from napari_sam2.frames import FrameSource
+from napari_sam2.label_writer import LabelWriter
+from napari_sam2.memory_bank import frames_to_keep, select_memory
+from napari_sam2.predictor import PromptError
+from napari_sam2.tracker import StackTracker
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = build_model("sam2.1_hiera_test", device="cpu", image_size=128)
+    with torch.no_grad():  # make objects present, so that masks are not all empty
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    return m
+
+
+def stack(n: int = 10, size: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 4000, (n, size, size)).astype(np.uint16)
+
+
+def tracker(model, n=10, **kwargs) -> StackTracker:
+    return StackTracker(model, stack(n), precision="fp32", **kwargs)
+
+
+# ------------------------------------------------------------------ memory selection
+
+
+def test_memory_selection_forward():
+    sel = select_memory(10, cond_frames=[0, 14], tracked_frames=set(range(1, 10)), num_frames=20, reverse=False)
+    # every conditioning frame (also the future one) in the last slot, then frames 9..4 in slots 0..5
+    assert sel.spatial == ((0, 6), (14, 6), (9, 0), (8, 1), (7, 2), (6, 3), (5, 4), (4, 5))
+    # pointers: past conditioning frames only, then tracked frames 9..1 at distances 1..9
+    assert sel.pointers[0] == (0, 10)
+    assert [d for _, d in sel.pointers[1:]] == list(range(1, 10))
+
+
+def test_memory_selection_reverse_and_edges():
+    sel = select_memory(3, cond_frames=[5], tracked_frames={4}, num_frames=8, reverse=True)
+    assert sel.spatial == ((5, 6), (4, 0))
+    assert sel.pointers == ((5, 2), (4, 1))  # signed distance (frame - cond) * -1 in reverse
+    sel = select_memory(3, cond_frames=[5], tracked_frames={4}, num_frames=8, reverse=True, signed_distances=False)
+    assert sel.pointers[0] == (5, 2)
+    # pointer look-back stops at the start of the stack
+    sel = select_memory(2, cond_frames=[0], tracked_frames={1}, num_frames=30, reverse=False)
+    assert sel.pointers == ((0, 2), (1, 1))
+
+
+def test_frames_to_keep_is_bounded():
+    kept = frames_to_keep(set(range(1000)), cond_frames=[0, 500], current=900, reach=15)
+    assert kept == set(range(0, 16)) | set(range(485, 516)) | set(range(885, 916))
+
+
+# ------------------------------------------------------------------ propagation bookkeeping
+
+
+def test_directions_start_stop(model):
+    t = tracker(model)
+    t.add_points(4, 1, [[20, 30]])
+    assert [r.frame for r in t.propagate("forward")] == list(range(4, 10))
+    assert [r.frame for r in t.propagate("backward")] == [4, 3, 2, 1, 0]
+    assert [r.frame for r in t.propagate("both", stop=(2, 6))] == [4, 5, 6, 4, 3, 2]
+    assert [r.frame for r in t.propagate("forward", start=6, stop=8)] == [6, 7, 8]
+    with pytest.raises(ValueError, match="direction"):
+        next(t.propagate("sideways"))
+    with pytest.raises(ValueError, match="does not fit"):
+        next(t.propagate("forward", start=6, stop=3))
+
+
+def test_results_have_frame_shape_and_ids(model):
+    t = tracker(model)
+    t.add_points(0, 7, [[10, 10]])
+    t.add_box(0, 3, [30, 30, 60, 60])
+    r = next(t.propagate("forward"))
+    assert r.obj_ids == [7, 3]
+    assert r.masks.shape == (2, 64, 64) and r.masks.dtype == bool
+    assert r.logits.shape == (2, 32, 32) and r.scores.shape == (2,) and r.present.shape == (2,)
+    assert not (r.masks[0] & r.masks[1]).any(), "objects' masks must not overlap"
+
+
+def test_each_frame_read_once_per_pass_and_lazily(model):
+    source = FrameSource(stack(12), normalization="auto")
+    sampled = source.reads  # normalisation samples a few frames once
+    t = StackTracker(model, source, precision="fp32")
+    t.add_points(0, 1, [[20, 20]])
+    reads_after_prompt = source.reads - sampled
+    assert reads_after_prompt == 1
+    frames = [r.frame for r in t.propagate("forward")]
+    assert frames == list(range(12))
+    # frame 0's features were cached by the prompt; the rest are read exactly once
+    assert source.reads - sampled - reads_after_prompt <= 12
+
+
+class CountingArray:
+    """An array-like that records which frames were read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.reads = data, data.shape, data.dtype, []
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and isinstance(key[0], int):
+            self.reads.append(key[0])
+        return self.data[key]
+
+
+def test_never_reads_the_whole_stack_at_once(model):
+    array = CountingArray(stack(30))
+    t = StackTracker(model, array, precision="fp32", normalization="auto")
+    array.reads.clear()
+    t.add_points(10, 1, [[5, 5]])
+    for r in t.propagate("forward", stop=14):
+        pass
+    assert sorted(set(array.reads)) == list(range(10, 15))
+    assert len(array.reads) == len(set(array.reads)), "a frame was read twice"
+
+
+def test_cancel_keeps_what_was_done(model):
+    t = tracker(model, n=10)
+    t.add_points(0, 1, [[20, 20]])
+    volume = np.zeros((10, 64, 64), np.uint32)
+    writer = LabelWriter(volume)
+    for r in t.propagate("forward", writer=writer):
+        if r.frame == 3:
+            break
+    assert writer.frames_written == {0, 1, 2, 3}
+    assert (volume[4:] == 0).all()
+    assert all((volume[f] == 1).any() for f in range(4))
+    # the tracker is still usable after a cancelled run
+    assert [r.frame for r in t.propagate("forward", start=4, stop=5)] == [4, 5]
+
+
+def test_memory_does_not_grow_with_stack_length(model):
+    t = tracker(model, n=60)
+    t.add_points(0, 1, [[20, 20]])
+    sizes = []
+    for r in t.propagate("forward"):
+        obj = t._objects[1]
+        sizes.append(len(obj.tracked) + len(obj.cond))
+    assert max(sizes) <= 16 + 16, sizes
+
+
+def test_objects_prompted_later_are_tracked_before_their_prompt(model):
+    """The official predictor crashes on this in fp32 (bf16 memories, no pointers)."""
+    t = tracker(model)
+    t.add_points(0, 1, [[20, 20]])
+    t.add_mask(6, 2, np.pad(np.ones((10, 10), bool), ((20, 34), (20, 34))))
+    results = list(t.propagate("forward"))
+    assert [r.frame for r in results] == list(range(10))
+    assert all(np.isfinite(r.logits).all() for r in results)
+
+
+def test_object_added_after_tracking(model):
+    t = tracker(model)
+    t.add_points(0, 1, [[20, 20]])
+    list(t.propagate("forward"))
+    t.add_points(5, 2, [[40, 40]])
+    results = {r.frame: r for r in t.propagate("forward")}
+    assert results[9].obj_ids == [1, 2]
+
+
+def test_correction_becomes_conditioning_and_is_respected(model):
+    t = tracker(model)
+    t.add_points(0, 1, [[20, 20]])
+    list(t.propagate("forward"))
+    correction = t.add_points(5, 1, [[40, 40], [10, 10]], labels=[1, 0])
+    assert 5 in t._objects[1].cond
+    again = {r.frame: r for r in t.propagate("forward")}
+    np.testing.assert_array_equal(again[5].masks, correction.masks)
+    np.testing.assert_allclose(again[5].logits, correction.logits)
+
+
+def test_correction_official_behaviour_is_overwritten(model):
+    t = tracker(model, corrections_as_conditioning=False)
+    t.add_points(0, 1, [[20, 20]])
+    list(t.propagate("forward"))
+    correction = t.add_points(5, 1, [[40, 40], [10, 10]], labels=[1, 0])
+    assert 5 not in t._objects[1].cond
+    again = {r.frame: r for r in t.propagate("forward")}
+    assert not np.allclose(again[5].logits, correction.logits)
+
+
+def test_absent_object_is_reported_absent_not_full_frame(model):
+    t = tracker(model)
+    t.add_mask(0, 1, np.pad(np.ones((10, 10), bool), ((20, 34), (20, 34))))
+    bias = model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias
+    saved = bias.detach().clone()
+    try:
+        with torch.no_grad():
+            bias.fill_(-50.0)  # the decoder now calls the object absent everywhere
+        results = list(t.propagate("forward"))
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
+    for r in results[1:]:
+        assert r.present[0] < 0
+        assert not r.masks[0].any()
+    square = np.pad(np.ones((10, 10), bool), ((20, 34), (20, 34)))
+    kept = results[0].masks[0]
+    assert (kept & square).sum() / (kept | square).sum() > 0.9  # the prompt frame keeps its mask
+
+
+def test_batched_objects_equal_separate_ones(model):
+    together = tracker(model)
+    together.add_points(0, 1, [[20, 20]])
+    together.add_points(0, 2, [[45, 40]])
+    joint = [r.logits for r in together.propagate("forward", stop=4)]
+    for k, (obj_id, point) in enumerate([(1, [[20, 20]]), (2, [[45, 40]])]):
+        alone = tracker(model)
+        alone.add_points(0, obj_id, point)
+        single = [r.logits[0] for r in alone.propagate("forward", stop=4)]
+        for a, b in zip(joint, single):
+            np.testing.assert_allclose(a[k], b, atol=1e-4)
+
+
+def test_bad_prompts(model):
+    t = tracker(model)
+    with pytest.raises(PromptError, match="Nothing to propagate"):
+        next(t.propagate())
+    with pytest.raises(PromptError, match="outside the stack"):
+        t.add_points(10, 1, [[1, 1]])
+    with pytest.raises(PromptError, match="outside the 64x64 image"):
+        t.add_points(0, 1, [[100, 1]])
+    with pytest.raises(PromptError, match="mask has shape"):
+        t.add_mask(0, 1, np.ones((10, 10), bool))
+
+
+def test_wrong_dimensionality():
+    from napari_sam2.image_input import ImageInputError
+
+    with pytest.raises(ImageInputError, match="stack must be"):
+        FrameSource(np.zeros((64, 64)))
+
+
+# ------------------------------------------------------------------ writer
+
+
+def test_writer_keeps_other_labels_and_updates_its_own():
+    volume = np.zeros((2, 6, 6), np.uint16)
+    volume[0, 0, :] = 9  # the user's own label
+    writer = LabelWriter(volume)
+    first = np.zeros((1, 6, 6), bool)
+    first[0, :2, :2] = True
+    writer.write(0, [1], first)
+    assert volume[0, 0, 0] == 9 and volume[0, 1, 0] == 1  # 9 untouched, 1 written beside it
+    moved = np.zeros((1, 6, 6), bool)
+    moved[0, 3:, 3:] = True
+    writer.write(0, [1], moved)
+    assert (volume[0, 1, :2] == 0).all(), "pixels the object left are cleared"
+    assert (volume[0, 3:, 3:] == 1).all() and (volume[0, 0] == 9).all()
+    overwriting = LabelWriter(volume, overwrite=True)
+    overwriting.write(0, [2], np.ones((1, 6, 6), bool))
+    assert (volume[0] == 2).all()
+
+
+def test_writer_streams_to_a_memmap(tmp_path):
+    volume = np.lib.format.open_memmap(tmp_path / "labels.npy", mode="w+", dtype=np.uint32, shape=(3, 4, 4))
+    LabelWriter(volume).write(1, [5], np.ones((1, 4, 4), bool))
+    volume.flush()
+    assert (np.load(tmp_path / "labels.npy")[1] == 5).all()
