@@ -1,4 +1,4 @@
-"""Synthetic microscopy: determinism, ground truth consistency, dtypes, lineage, z-profiles and speed."""
+"""Synthetic microscopy: determinism, ground truth, dtypes, lineage, z-profiles and speed."""
 
 from __future__ import annotations
 
@@ -46,10 +46,14 @@ def stack():
 # ---------------------------------------------------------------- helpers
 
 
-def contrast(image: np.ndarray, labels: np.ndarray, inner: int = 3, outer: int = 8) -> list[tuple[float, float]]:
-    """(mean inside, mean of the background ring around) per object with enough background around it."""
+def contrast(
+    image: np.ndarray, labels: np.ndarray, inner: int = 3, outer: int = 8
+) -> list[tuple[float, float]]:
+    """(mean inside, mean of the background ring around) per object with background around it."""
     out = []
     for region in regionprops(labels):
+        if region.area < 20:  # slivers at the image border are dominated by blur
+            continue
         y0, x0, y1, x1 = region.bbox
         sl = (slice(max(y0 - outer, 0), y1 + outer), slice(max(x0 - outer, 0), x1 + outer))
         obj = labels[sl] == region.label
@@ -104,7 +108,7 @@ GENERATORS = {
 def test_same_seed_same_arrays_other_seed_different(name):
     make = GENERATORS[name]
     first, again, other = make(1), make(1), make(2)
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], other[0])
@@ -200,15 +204,23 @@ def test_signed_integer_output_is_refused():
 
 def test_noise_follows_the_photon_budget():
     flat = dict(background=0.2, unevenness=0.0, read_noise=0.0)
-    dim, _ = nuclei_image((128, 128), 0, seed=1, dtype=np.float32, acquisition=Acquisition(photons=20, **flat))
-    bright, _ = nuclei_image((128, 128), 0, seed=1, dtype=np.float32, acquisition=Acquisition(photons=2000, **flat))
+    dim, _ = nuclei_image(
+        (128, 128), 0, seed=1, dtype=np.float32, acquisition=Acquisition(photons=20, **flat)
+    )
+    bright, _ = nuclei_image(
+        (128, 128), 0, seed=1, dtype=np.float32, acquisition=Acquisition(photons=2000, **flat)
+    )
     assert dim.std() > 5 * bright.std()
     assert abs(dim.std() - np.sqrt(0.2 / 20)) < 0.02
 
 
 def test_haze_spreads_light_outside_the_objects():
-    crisp, labels = nuclei_image((128, 128), 8, seed=2, dtype=np.float32, acquisition=Acquisition(haze=0.0, photons=5000))
-    hazy, _ = nuclei_image((128, 128), 8, seed=2, dtype=np.float32, acquisition=Acquisition(haze=0.5, photons=5000))
+    crisp, labels = nuclei_image(
+        (128, 128), 8, seed=2, dtype=np.float32, acquisition=Acquisition(haze=0.0, photons=5000)
+    )
+    hazy, _ = nuclei_image(
+        (128, 128), 8, seed=2, dtype=np.float32, acquisition=Acquisition(haze=0.5, photons=5000)
+    )
     far = ~dilation(labels > 0, disk(6))
     assert hazy[far].mean() > crisp[far].mean() + 0.005
 
@@ -243,9 +255,10 @@ def test_daughters_appear_next_to_their_parent_right_after_it(which, request):
         first = tracks[child][0]
         assert first == tracks[parent][1] + 1
         before, after = labels[first - 1] == parent, labels[first] == child
-        radius = np.sqrt(before.sum() / np.pi)
-        gap = np.hypot(*(np.argwhere(after).mean(0) - np.argwhere(before).mean(0)))
-        assert gap < 1.5 * radius + 3, (child, parent, gap, radius)
+        assert (after & dilation(before, disk(Motion().max_step))).any(), (child, parent)
+        if not (touches_border(before) or touches_border(after)):
+            y, x = np.rint(np.argwhere(after).mean(axis=0)).astype(int)
+            assert dilation(before, disk(3))[y, x], (child, parent)
     assert all(sum(p == q for _, q in children) <= 2 for p in {q for _, q in children})
 
 
@@ -294,8 +307,15 @@ def test_movie_frames_are_where_the_intensity_is(movie, cell_movie):
 
 def test_photobleaching_dims_objects_over_time():
     def foreground(bleaching: float) -> np.ndarray:
-        images, labels, _ = timelapse(25, (128, 128), 10, seed=1, dtype=np.float32, bleaching=bleaching)
-        return np.array([im[lab > 0].mean() - im[lab == 0].mean() for im, lab in zip(images, labels)])
+        images, labels, _ = timelapse(
+            25, (128, 128), 10, seed=1, dtype=np.float32, bleaching=bleaching
+        )
+        return np.array(
+            [
+                im[lab > 0].mean() - im[lab == 0].mean()
+                for im, lab in zip(images, labels, strict=True)
+            ]
+        )
 
     ratio = foreground(0.03) / foreground(0.0)
     assert ratio[0] == pytest.approx(1.0, abs=0.05)
@@ -328,13 +348,18 @@ def test_z_cross_sections_grow_then_shrink(stack):
 
 def test_z_nuclei_are_brightest_in_focus(stack):
     images, labels = stack
+    footprints = [(labels == i).any(axis=0) for i in range(labels.max() + 1)]
+    checked = 0
     for i in range(1, labels.max() + 1):
-        area = (labels == i).sum(axis=(1, 2))
-        z = np.flatnonzero(area)
-        if len(z) < 5 or z[0] == 0 or z[-1] == len(area) - 1:
-            continue
-        mean = [images[k][labels[k] == i].mean() for k in (z[0], int(np.argmax(area)), z[-1])]
-        assert mean[1] > mean[0] and mean[1] > mean[2], (i, mean)
+        z = np.flatnonzero((labels == i).any(axis=(1, 2)))
+        around = np.unique(labels[:, dilation(footprints[i], disk(6))])
+        if len(z) < 5 or z[0] == 0 or z[-1] == len(labels) - 1 or len(around) > 2:
+            continue  # cut by the stack, or another nucleus above or below
+        profile = images[:, footprints[i]].mean(axis=1)
+        span = z[-1] - z[0]
+        assert z[0] + span / 4 <= np.argmax(profile) <= z[-1] - span / 4, (i, profile)
+        checked += 1
+    assert checked >= 2
 
 
 def test_z_labels_are_consistent_3d_ids(stack):
@@ -373,8 +398,13 @@ def test_unknown_style_is_refused():
 
 
 @QUICK
-@given(h=st.integers(16, 160), w=st.integers(16, 160), n=st.integers(0, 40), seed=st.integers(0, 2**32),
-       touching=st.booleans())
+@given(
+    h=st.integers(16, 160),
+    w=st.integers(16, 160),
+    n=st.integers(0, 40),
+    seed=st.integers(0, 2**32),
+    touching=st.booleans(),
+)
 def test_nuclei_labels_are_clean_instances_for_any_size(h, w, n, seed, touching):
     image, labels = nuclei_image((h, w), n, seed, touching=touching)
     assert image.shape == labels.shape == (h, w) and image.dtype == np.uint16
@@ -383,8 +413,13 @@ def test_nuclei_labels_are_clean_instances_for_any_size(h, w, n, seed, touching)
 
 
 @QUICK
-@given(h=st.integers(24, 160), w=st.integers(24, 160), n=st.integers(0, 30), seed=st.integers(0, 2**32),
-       touching=st.booleans())
+@given(
+    h=st.integers(24, 160),
+    w=st.integers(24, 160),
+    n=st.integers(0, 30),
+    seed=st.integers(0, 2**32),
+    touching=st.booleans(),
+)
 def test_cell_labels_are_clean_instances_for_any_size(h, w, n, seed, touching):
     image, cells, nuclei = cells_image((h, w), n, seed, np.uint8, touching=touching)
     assert image.shape == (h, w) and image.dtype == np.uint8
@@ -393,8 +428,14 @@ def test_cell_labels_are_clean_instances_for_any_size(h, w, n, seed, touching):
 
 
 @QUICK
-@given(t=st.integers(1, 6), h=st.integers(32, 96), w=st.integers(32, 96), n=st.integers(0, 12),
-       seed=st.integers(0, 2**32), style=st.sampled_from(["nuclei", "cells"]))
+@given(
+    t=st.integers(1, 6),
+    h=st.integers(32, 96),
+    w=st.integers(32, 96),
+    n=st.integers(0, 12),
+    seed=st.integers(0, 2**32),
+    style=st.sampled_from(["nuclei", "cells"]),
+)
 def test_tracks_match_labels_for_any_movie(t, h, w, n, seed, style):
     images, labels, tracks = timelapse(t, (h, w), n, seed, style=style)
     assert images.shape == labels.shape == (t, h, w)
@@ -406,7 +447,9 @@ def test_tracks_match_labels_for_any_movie(t, h, w, n, seed, style):
 
 
 @QUICK
-@given(z=st.integers(1, 12), size=st.integers(24, 96), n=st.integers(0, 10), seed=st.integers(0, 2**32))
+@given(
+    z=st.integers(1, 12), size=st.integers(24, 96), n=st.integers(0, 10), seed=st.integers(0, 2**32)
+)
 def test_zstack_shapes_for_any_size(z, size, n, seed):
     images, labels = zstack(z, (size, size), n, seed)
     assert images.shape == labels.shape == (z, size, size)

@@ -2,7 +2,7 @@
 
 from ._optics import Acquisition, random_acquisition
 from .images import cells_image, nuclei_image
-from .movie import Motion, Tracks, timelapse
+from .movie import Motion, Tracks, timelapse, tracks_table
 from .training import STYLES, sample, sample_batch, training_samples
 from .volume import zstack
 
@@ -17,6 +17,7 @@ __all__ = [
     "sample",
     "sample_batch",
     "timelapse",
+    "tracks_table",
     "training_samples",
     "zstack",
 ]

@@ -12,7 +12,7 @@ BANK_SIZE = 256  # side of every texture bank; a power of two so that indices wr
 
 @dataclass
 class Blobs:
-    """A set of star-shaped objects; axes are centre (y, x), semi-axes (major, minor) and rotation."""
+    """Star-shaped objects: centres (y, x), semi-axes (major, minor), rotation, outline noise."""
 
     centre: np.ndarray  # (n, 2) float, pixels
     axes: np.ndarray  # (n, 2) float, semi-axes along u and v
@@ -43,7 +43,9 @@ class Blobs:
 
 def concat(a: Blobs, b: Blobs) -> Blobs:
     """Both sets of objects, a first."""
-    return Blobs(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(a)})
+    return Blobs(
+        **{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(a)}
+    )
 
 
 def random_blobs(
@@ -53,7 +55,7 @@ def random_blobs(
     elongation: float = 0.35,
     irregularity: float = 0.12,
 ) -> Blobs:
-    """n objects with mean radius in `radius`, aspect up to 1+elongation, boundary noise ~irregularity."""
+    """n objects: mean radius in `radius`, aspect up to 1 + elongation, outline noise."""
     r = rng.uniform(radius[0], radius[1], n)
     aspect = 1.0 + elongation * rng.beta(1.5, 2.5, n)
     axes = np.stack([r * np.sqrt(aspect), r / np.sqrt(aspect)], axis=1)
@@ -86,11 +88,8 @@ def place(
     cluster: float = 0.0,
     tries: int = 40,
 ) -> Blobs:
-    """Place objects in (y0, y1, x0, x1) without collisions; return the ones that fit.
-
-    Two objects keep centres spacing * (r_i + r_j) apart (r: bounding radius if spacing >= 1, else
-    mean radius); `cluster` is the chance that a candidate is put right next to a placed object.
-    """
+    """The objects that fit in (y0, y1, x0, x1) with centres spacing * (r_i + r_j) apart (r: the
+    bounding radius if spacing >= 1, else mean radius); `cluster`: chance to try next to one."""
     y0, y1, x0, x1 = bounds
     radius = blobs.extent() if spacing >= 1 else blobs.mean_radius()
     kept: list[int] = []

@@ -1,10 +1,11 @@
-"""Imaging: uneven background, optical blur, out-of-focus haze, shot and read noise, output dtype."""
+"""Imaging: uneven background, blur, out-of-focus haze, shot and read noise, output dtype."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 from skimage.filters import gaussian
 
 
@@ -32,7 +33,9 @@ def random_acquisition(rng: np.random.Generator) -> Acquisition:
     )
 
 
-def background(rng: np.random.Generator, shape: tuple[int, int], level: float, unevenness: float) -> np.ndarray:
+def background(
+    rng: np.random.Generator, shape: tuple[int, int], level: float, unevenness: float
+) -> np.ndarray:
     """Slowly varying background: a few long-wavelength waves and a vignette around level."""
     h, w = shape
     y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
@@ -40,7 +43,9 @@ def background(rng: np.random.Generator, shape: tuple[int, int], level: float, u
     field = np.zeros(shape, np.float32)
     for _ in range(3):
         fy, fx = rng.normal(0, 1.2, 2)
-        field += np.cos(2 * np.pi * (fy * y + fx * x) + rng.uniform(0, 2 * np.pi)).astype(np.float32) / 3
+        field += (
+            np.cos(2 * np.pi * (fy * y + fx * x) + rng.uniform(0, 2 * np.pi)).astype(np.float32) / 3
+        )
     cy, cx = rng.uniform(-0.3, 0.3, 2)
     vignette = (y - cy) ** 2 + (x - cx) ** 2
     return (level * (1 + unevenness * (0.6 * field - vignette))).astype(np.float32)
@@ -52,7 +57,9 @@ def blur(signal: np.ndarray, sigma: float | tuple[float, ...]) -> np.ndarray:
         sigma = (0.0,) * (signal.ndim - 2) + (float(sigma),) * 2
     if max(sigma) <= 0:
         return signal
-    return gaussian(signal, sigma, preserve_range=True, truncate=3.0, mode="nearest").astype(np.float32)
+    return gaussian(signal, sigma, preserve_range=True, truncate=3.0, mode="nearest").astype(
+        np.float32
+    )
 
 
 def defocus(signal: np.ndarray, acquisition: Acquisition) -> np.ndarray:
@@ -64,15 +71,20 @@ def defocus(signal: np.ndarray, acquisition: Acquisition) -> np.ndarray:
     return (1 - acquisition.haze) * sharp + acquisition.haze * wide
 
 
-def _electrons(expected: np.ndarray, rng: np.random.Generator, acquisition: Acquisition) -> np.ndarray:
+def _electrons(
+    expected: np.ndarray, rng: np.random.Generator, acquisition: Acquisition
+) -> np.ndarray:
     """Photo-electrons with shot noise and read noise."""
     counts = rng.poisson(np.clip(expected, 0, None) * acquisition.photons).astype(np.float32)
     counts += rng.normal(0, acquisition.read_noise, counts.shape).astype(np.float32)
     return counts
 
 
-def camera(expected: np.ndarray, rng: np.random.Generator, acquisition: Acquisition, dtype: object) -> np.ndarray:
-    """Detect an expected intensity: noise, then uint8 (1.0 -> 160), other uints (1.0 -> 4000) or float (1.0 -> 1.0)."""
+def camera(
+    expected: np.ndarray, rng: np.random.Generator, acquisition: Acquisition, dtype: DTypeLike
+) -> np.ndarray:
+    """Detect an expected intensity with noise; 1.0 becomes 160 in uint8, 4000 in other unsigned
+    integers (plus an offset) and 1.0 in floats."""
     dtype = np.dtype(dtype)
     electrons = _electrons(expected, rng, acquisition)
     if dtype.kind == "f":

@@ -13,7 +13,7 @@ STRETCH = 0.4  # a dividing cell's major axis grows by this fraction before it s
 
 @dataclass
 class Population:
-    """Per-cell state; `nucleus` (cells style only) is the nucleus geometry in its cell's own frame."""
+    """Per-cell state; `nucleus` (cells style only): nucleus geometry in its cell's own frame."""
 
     body: Blobs
     base_axes: np.ndarray  # (n, 2) axes a cell relaxes to
@@ -37,7 +37,9 @@ class Population:
 
 
 def _take(value: object, index: np.ndarray) -> object:
-    return None if value is None else value.take(index) if isinstance(value, Blobs) else value[index]
+    return (
+        None if value is None else value.take(index) if isinstance(value, Blobs) else value[index]
+    )
 
 
 def _join(a: object, b: object) -> object:
@@ -51,7 +53,9 @@ def merge(a: Population, b: Population) -> Population:
     return Population(**{f.name: _join(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
 
 
-def born(rng: np.random.Generator, body: Blobs, level: np.ndarray, speed: float, nucleus: Blobs | None) -> Population:
+def born(
+    rng: np.random.Generator, body: Blobs, level: np.ndarray, speed: float, nucleus: Blobs | None
+) -> Population:
     """Fresh cells with the given geometry, random velocities and no track yet."""
     n = len(body)
     return Population(
@@ -82,8 +86,15 @@ def repulsion(pop: Population, reach: float, strength: float = 0.5) -> np.ndarra
     return strength * ((overlap / dist)[..., None] * diff).sum(axis=1)
 
 
-def move(pop: Population, rng: np.random.Generator, speed: float, momentum: float, push: np.ndarray,
-         drift: np.ndarray, max_step: float) -> None:
+def move(
+    pop: Population,
+    rng: np.random.Generator,
+    speed: float,
+    momentum: float,
+    push: np.ndarray,
+    drift: np.ndarray,
+    max_step: float,
+) -> None:
     """Random walk with momentum plus push and drift, each step at most max_step pixels."""
     noise = rng.normal(0, speed * np.sqrt((1 - momentum**2) / 2), pop.vel.shape)
     pop.vel = momentum * pop.vel + noise
@@ -94,9 +105,13 @@ def move(pop: Population, rng: np.random.Generator, speed: float, momentum: floa
 
 
 def deform(pop: Population, rng: np.random.Generator, rate: float = 0.15) -> None:
-    """Slow shape change: axes and outline relax to their base with noise; the cell turns a little."""
+    """Slow shape change: axes and outline relax to their base with noise; cells turn a little."""
     n, k = pop.body.amp.shape
-    pop.body.axes = pop.body.axes + rate * (pop.base_axes - pop.body.axes) + rng.normal(0, 0.015, (n, 2)) * pop.base_axes
+    pop.body.axes = (
+        pop.body.axes
+        + rate * (pop.base_axes - pop.body.axes)
+        + rng.normal(0, 0.015, (n, 2)) * pop.base_axes
+    )
     noise = rng.normal(0, 0.02, (n, k)) / np.arange(2, 2 + k)
     pop.body.amp = np.abs(pop.body.amp + rate * (pop.base_amp - pop.body.amp) + noise)
     pop.body.phase = pop.body.phase + rng.normal(0, 0.06, (n, k))
@@ -106,7 +121,9 @@ def deform(pop: Population, rng: np.random.Generator, rate: float = 0.15) -> Non
     pop.age = pop.age + 1
 
 
-def start_divisions(pop: Population, rng: np.random.Generator, rate: float, frames: int, min_age: int = 8) -> None:
+def start_divisions(
+    pop: Population, rng: np.random.Generator, rate: float, frames: int, min_age: int = 8
+) -> None:
     """Cells old enough start dividing with probability `rate` per frame."""
     start = (pop.countdown == 0) & (pop.age >= min_age) & (rng.random(len(pop)) < rate)
     pop.countdown[start] = frames
@@ -127,7 +144,7 @@ def drawn(pop: Population, frames: int) -> Blobs:
 
 
 def split(pop: Population, rng: np.random.Generator) -> Population:
-    """Count divisions down; replace each cell that has been drawn fully stretched by its two daughters."""
+    """Count divisions down; replace each cell drawn fully stretched by its two daughters."""
     dividing = pop.countdown > 0
     finished = pop.countdown == 1
     pop.countdown[dividing] -= 1

@@ -12,7 +12,7 @@ from ._blobs import BANK_SIZE, Blobs
 
 @dataclass
 class Raster:
-    """Who owns each pixel (index + 1, 0 = nobody), its normalised distance and its local coordinates."""
+    """Owner of each pixel (index + 1, 0 = nobody), its normalised distance, local coordinates."""
 
     labels: np.ndarray  # (H, W) int32
     dist: np.ndarray  # (H, W) float32, 0 at the owner's centre, 1 on its outline
@@ -41,10 +41,14 @@ def normalised_distance(blobs: Blobs, i: int, u: np.ndarray, v: np.ndarray) -> n
     """Ellipse distance of local points (u, v) to object i, divided by its radial noise factor."""
     a, b = blobs.axes[i]
     rho = np.maximum(np.hypot(u, v), np.float32(1e-6))
-    return np.sqrt((u / np.float32(a)) ** 2 + (v / np.float32(b)) ** 2) / wobble(blobs.amp[i], blobs.phase[i], (u + 1j * v) / rho)
+    return np.sqrt((u / np.float32(a)) ** 2 + (v / np.float32(b)) ** 2) / wobble(
+        blobs.amp[i], blobs.phase[i], (u + 1j * v) / rho
+    )
 
 
-def _local_frame(blobs: Blobs, i: int, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _local_frame(
+    blobs: Blobs, i: int, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates of the pixels of a box along object i's major (u) and minor (v) axes."""
     y0, y1, x0, x1 = box
     dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(blobs.centre[i, 0])
@@ -88,7 +92,9 @@ def rasterize(
         u, v = _local_frame(blobs, i, box)
         d = normalised_distance(blobs, i, u, v)
         if rough_bank is not None and roughness > 0:
-            d *= 1.0 + roughness * bank_lookup(rough_bank, v + blobs.offset[i, 0], u + blobs.offset[i, 1])
+            d *= 1.0 + roughness * bank_lookup(
+                rough_bank, v + blobs.offset[i, 0], u + blobs.offset[i, 1]
+            )
         region = (slice(box[0], box[1]), slice(box[2], box[3]))
         win = (d <= reach) & (d < best[region])
         np.copyto(best[region], d, where=win)
@@ -96,6 +102,12 @@ def rasterize(
         np.copyto(u_all[region], u, where=win, casting="unsafe")
         np.copyto(v_all[region], v, where=win, casting="unsafe")
     return Raster(labels, np.where(labels > 0, best, np.float32(1.0)), u_all, v_all)
+
+
+def clean(raster: Raster) -> Raster:
+    """The raster with every object reduced to its largest connected piece."""
+    raster.labels = keep_largest(raster.labels)
+    return raster
 
 
 def keep_largest(labels: np.ndarray) -> np.ndarray:

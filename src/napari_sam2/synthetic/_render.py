@@ -15,8 +15,10 @@ def default_radius(shape: tuple[int, int], n: int, fill: float) -> tuple[float, 
     return 0.7 * r, 1.25 * r
 
 
-def shade(raster: Raster, level: np.ndarray, offset: np.ndarray, bank: np.ndarray, edge: float = 0.4) -> np.ndarray:
-    """Object intensity: level * (1 - edge * d^2) * texture read in each object's own frame; 0 outside."""
+def shade(
+    raster: Raster, level: np.ndarray, offset: np.ndarray, bank: np.ndarray, edge: float = 0.4
+) -> np.ndarray:
+    """Object intensity: level * (1 - edge * d^2) * texture read in each object's own frame."""
     inside = raster.labels > 0
     idx = raster.labels[inside] - 1
     tex = bank_lookup(bank, raster.v[inside] + offset[idx, 0], raster.u[inside] + offset[idx, 1])
@@ -49,7 +51,7 @@ def nucleus_levels(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def nuclei_inside(rng: np.random.Generator, cells: Blobs) -> Blobs:
-    """One nucleus per cell, 35..50 % of its radius, a little off centre, roughly aligned with it."""
+    """One nucleus per cell, 35..50 % of its radius, a little off centre, roughly aligned."""
     n = len(cells)
     r = cells.mean_radius()[:, None] * rng.uniform(0.35, 0.5, (n, 1))
     nuclei = random_blobs(rng, n, (1.0, 1.0), elongation=0.35, irregularity=0.08)

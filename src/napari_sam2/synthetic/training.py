@@ -22,28 +22,55 @@ def _count(shape: tuple[int, int], radius: float, fill: float, cap: int = 150) -
     return int(np.clip(round(fill * shape[0] * shape[1] / (np.pi * radius**2)), 1, cap))
 
 
-def _nuclei(rng: np.random.Generator, shape: tuple[int, int], touching: bool) -> tuple[np.ndarray, np.ndarray]:
+def _nuclei(
+    rng: np.random.Generator, shape: tuple[int, int], touching: bool
+) -> tuple[np.ndarray, np.ndarray]:
     r = _log_uniform(rng, 4, 0.12 * min(shape) + 4)
     n = _count(shape, r, rng.uniform(0.05, 0.35))
     seed = int(rng.integers(2**63))
-    return nuclei_image(shape, n, seed, np.float32, touching=touching, radius=(0.75 * r, 1.25 * r),
-                        irregularity=rng.uniform(0.03, 0.25), acquisition=random_acquisition(rng))
+    return nuclei_image(
+        shape,
+        n,
+        seed,
+        np.float32,
+        touching=touching,
+        radius=(0.75 * r, 1.25 * r),
+        irregularity=rng.uniform(0.03, 0.25),
+        acquisition=random_acquisition(rng),
+    )
 
 
-def _cells(rng: np.random.Generator, shape: tuple[int, int], touching: bool) -> tuple[np.ndarray, np.ndarray]:
+def _cells(
+    rng: np.random.Generator, shape: tuple[int, int], touching: bool
+) -> tuple[np.ndarray, np.ndarray]:
     r = _log_uniform(rng, 8, 0.2 * min(shape) + 8)
     n = _count(shape, r, 4 / np.pi if touching else rng.uniform(0.1, 0.4))
     seed = int(rng.integers(2**63))
-    image, cells, _ = cells_image(shape, n, seed, np.float32, touching=touching, radius=(0.8 * r, 1.2 * r),
-                                  acquisition=random_acquisition(rng))
+    image, cells, _ = cells_image(
+        shape,
+        n,
+        seed,
+        np.float32,
+        touching=touching,
+        radius=(0.8 * r, 1.2 * r),
+        acquisition=random_acquisition(rng),
+    )
     return image, cells
 
 
 def _zslice(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     r = _log_uniform(rng, 5, 0.12 * min(shape) + 5)
     n = _count(shape, r, rng.uniform(0.1, 0.5))
-    stack, labels = zstack(9, shape, n, int(rng.integers(2**63)), np.float32, z_scale=rng.uniform(1.0, 3.0),
-                           radius=(0.75 * r, 1.25 * r), acquisition=random_acquisition(rng))
+    stack, labels = zstack(
+        9,
+        shape,
+        n,
+        int(rng.integers(2**63)),
+        np.float32,
+        z_scale=rng.uniform(1.0, 3.0),
+        radius=(0.75 * r, 1.25 * r),
+        acquisition=random_acquisition(rng),
+    )
     z = int(rng.integers(2, 7))
     return stack[z], labels[z]
 
@@ -54,7 +81,9 @@ def _normalise(image: np.ndarray, low: float = 0.5, high: float = 99.8) -> np.nd
     return np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
 
 
-def sample(rng: np.random.Generator, shape: tuple[int, int] = (256, 256), style: str = "nuclei") -> tuple[np.ndarray, np.ndarray]:
+def sample(
+    rng: np.random.Generator, shape: tuple[int, int] = (256, 256), style: str = "nuclei"
+) -> tuple[np.ndarray, np.ndarray]:
     """One (image float32 in [0, 1], labels uint32) pair of a style from STYLES."""
     if style == "zslice":
         image, labels = _zslice(rng, shape)
@@ -68,7 +97,10 @@ def sample(rng: np.random.Generator, shape: tuple[int, int] = (256, 256), style:
 
 
 def sample_batch(
-    rng: np.random.Generator, batch_size: int = 8, shape: tuple[int, int] = (256, 256), styles: Sequence[str] = STYLES
+    rng: np.random.Generator,
+    batch_size: int = 8,
+    shape: tuple[int, int] = (256, 256),
+    styles: Sequence[str] = STYLES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(images (B, H, W) float32 in [0, 1], labels (B, H, W) uint32), each in a random style."""
     pairs = [sample(rng, shape, styles[int(rng.integers(len(styles)))]) for _ in range(batch_size)]
