@@ -87,7 +87,12 @@ class StackTracker:
         non_overlapping: bool = True,
         fill_hole_area: int = 8,
         feature_cache: int = 2,
+        compile: bool = False,
     ) -> None:
+        if compile:
+            from .compiled import compile_model
+
+            compile_model(model)
         self.model = model.eval()
         self.device = model.device
         self.dtype = resolve_precision(precision, self.device)

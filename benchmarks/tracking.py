@@ -1,0 +1,105 @@
+"""Tracking speed: seconds per frame for 1, 4 and 16 objects, ours beside the official, one run.
+
+    python benchmarks/tracking.py [--variant sam2.1_hiera_tiny] [--frames 5] [--image-size 1024]
+
+Frames are 512x512; every object gets one click on frame 0; the time of frames 1.. is averaged.
+Same random weights on both sides; the official predictor runs objects one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import have_oracle, machine_line, print_table
+
+from napari_sam2 import build_model
+from napari_sam2.tracker import StackTracker
+
+
+def movie(n: int, size: int = 512) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    frames = rng.normal(40, 8, (n, size, size)) + np.linspace(0, 60, size)[None, None]
+    return np.repeat(np.clip(frames, 0, 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def clicks(k: int, size: int = 512) -> list[list[float]]:
+    side = int(np.ceil(np.sqrt(k)))
+    grid = (np.arange(side) + 0.5) * size / side
+    return [[float(x), float(y)] for y in grid for x in grid][:k]
+
+
+def ours_per_frame(model, frames, k, precision, compiled=False) -> float:
+    tracker = StackTracker(model, frames, precision=precision, normalization=None, compile=compiled)
+    for obj_id, point in enumerate(clicks(k), start=1):
+        tracker.add_points(0, obj_id, [point])
+    times, last = [], time.perf_counter()
+    for result in tracker.propagate("forward"):
+        now = time.perf_counter()
+        if result.frame > 0:
+            times.append(now - last)
+        last = now
+    return float(np.mean(times[1:] if len(times) > 2 else times))
+
+
+def official_per_frame(predictor, folder, k) -> float:
+    with torch.inference_mode():
+        state = predictor.init_state(str(folder))
+        for obj_id, point in enumerate(clicks(k), start=1):
+            predictor.add_new_points_or_box(state, 0, obj_id, points=np.array([point], np.float32), labels=np.array([1], np.int32))
+        times, last = [], time.perf_counter()
+        for frame, _, _ in predictor.propagate_in_video(state):
+            now = time.perf_counter()
+            if frame > 0:
+                times.append(now - last)
+            last = now
+    return float(np.mean(times[1:] if len(times) > 2 else times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="sam2.1_hiera_tiny")
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--image-size", type=int, default=1024)
+    parser.add_argument("--objects", type=int, nargs="*", default=[1, 4, 16])
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile path")
+    args = parser.parse_args()
+    frames = movie(args.frames)
+    model = build_model(args.variant, device="cpu", image_size=args.image_size)
+    predictor, folder = None, None
+    if have_oracle():
+        from PIL import Image
+
+        from tests.oracle import build_oracle
+
+        predictor = build_oracle(args.variant, image_size=args.image_size, video=True)
+        model.load_state_dict(predictor.state_dict())
+        folder = Path(tempfile.mkdtemp())
+        for t, frame in enumerate(frames):
+            Image.fromarray(frame).save(folder / f"{t}.jpg")
+    rows = []
+    for k in args.objects:
+        official = official_per_frame(predictor, folder, k) if predictor is not None else float("nan")
+        exact = ours_per_frame(model, frames, k, "fp32")
+        fast = ours_per_frame(model, frames, k, "auto")
+        row = [k, exact, fast, official, exact / official, fast / official]
+        if args.compile:
+            compiled = ours_per_frame(model, frames, k, "auto", compiled=True)
+            row += [compiled, compiled / official]
+        rows.append(row)
+    header = ["objects", "ours fp32", "ours fast", "official fp32", "fp32 ratio", "fast ratio"]
+    if args.compile:
+        header += ["ours fast+compile", "compiled ratio"]
+    print(machine_line())
+    print_table(
+        f"Tracking, {args.variant} at {args.image_size} px, 512x512 frames (seconds per frame)", header, rows
+    )
+
+
+if __name__ == "__main__":
+    main()
