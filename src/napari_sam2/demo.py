@@ -16,8 +16,8 @@ from .synthetic import nuclei_image
 def _model(name: str | None, device: str):
     if name is not None:
         return load_model(name, device=device), name
-    try:
-        return load_model(DEFAULT_MODEL, device=device), DEFAULT_MODEL
+    try:  # the demo runs offline: only weights already on this machine are used
+        return load_model(DEFAULT_MODEL, device=device, offline=True), DEFAULT_MODEL
     except CheckpointError:
         note = f"{DEFAULT_MODEL} with RANDOM weights (no weights on this machine: masks are meaningless)"
         return build_model(DEFAULT_MODEL, device=device), note

@@ -46,6 +46,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     image_size: int | None = None,
     progress: ProgressCallback | None = None,
+    offline: bool | None = None,
 ) -> SAM2Model:
     """Load a SAM 2 / 2.1 model in eval mode.
 
@@ -56,6 +57,7 @@ def load_model(
     device: 'auto' (cuda, then mps, then cpu), or any torch device.
     image_size: run at another input resolution than the trained one (multiple of 32).
     progress: called with (bytes done, total) during a download; default: a bar on stderr.
+    offline: never download (default: the NAPARI_SAM2_OFFLINE environment variable).
     """
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
@@ -69,7 +71,7 @@ def load_model(
         if checkpoint is not None:
             path = Path(checkpoint).expanduser()
         else:
-            path = _cached_weights(config, progress, registered)
+            path = _cached_weights(config, progress, registered, offline)
         state, _ = read_checkpoint(path)
         if not matches_config(state, config):
             raise mismatch_error(state, config, f"The checkpoint {path}")
@@ -98,7 +100,10 @@ def _is_preset(text: str) -> bool:
 
 
 def _cached_weights(
-    config: SAM2Config, progress: ProgressCallback | None = None, info: CheckpointInfo | None = None
+    config: SAM2Config,
+    progress: ProgressCallback | None = None,
+    info: CheckpointInfo | None = None,
+    offline: bool | None = None,
 ) -> Path:
     """The weights of `config` (official unless `info` names others) from the cache, downloaded
     into it when missing; offline mode raises an error saying which file to put where."""
@@ -110,7 +115,7 @@ def _cached_weights(
         )
     if progress is None:
         progress = TextProgress(f"Downloading {info.filename}")
-    return ensure_checkpoint(info, progress=progress, strict=False)
+    return ensure_checkpoint(info, offline=offline, progress=progress, strict=False)
 
 
 def _instantiate(
