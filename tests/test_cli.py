@@ -143,3 +143,15 @@ def test_replay_a_session_gives_identical_labels(tmp_path, checkpoint):
     direct = segment_objects(stack(1)[0], session, load_model(checkpoint, device="cpu"), "fp32")
     np.testing.assert_array_equal(first, direct)
     assert set(np.unique(first)) <= {0, 1, 2} and (first > 0).any()
+
+
+def test_cli_reference_is_up_to_date(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("COLUMNS", "100")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", root / "scripts" / "gen_cli_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (root / "docs" / "cli.md").read_text() == module.render(), "run: COLUMNS=100 python scripts/gen_cli_docs.py"
