@@ -25,6 +25,13 @@ _EXPORTS = {
     "Normalization": "image_input",
     "ImageInputError": "image_input",
     "Cancelled": "progress",
+    "StackTracker": "tracker",
+    "TrackResult": "tracker",
+    "FrameSource": "frames",
+    "LabelWriter": "label_writer",
+    "PromptSession": "prompts",
+    "ensure_checkpoint": "download",
+    "DownloadError": "download",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -37,7 +44,12 @@ if TYPE_CHECKING:
     from .modeling.config import PRESETS, SAM2Config
     from .modeling.sam2 import SAM2Model
     from .predictor import ImagePredictor, Prediction, PromptError
+    from .download import DownloadError, ensure_checkpoint
+    from .frames import FrameSource
+    from .label_writer import LabelWriter
     from .progress import Cancelled
+    from .prompts import PromptSession
+    from .tracker import StackTracker, TrackResult
 
 
 def __getattr__(name: str):
