@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +23,8 @@ def have_oracle() -> bool:
 
 
 def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall time in seconds of `fn()` after `warmup` untimed calls."""
+    """Best wall time in seconds of `fn()` after `warmup` untimed calls (the minimum is the
+    estimate least disturbed by other work on the machine)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -33,7 +33,22 @@ def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> fl
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
+    """Best time of each function, calling them in turn, so that slow phases of a shared
+    machine hit all of them alike."""
+    for fn in fns.values():
+        fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def print_table(title: str, header: list[str], rows: list[list[object]]) -> str:

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from common import have_oracle, machine_line, print_table, time_call
+from common import have_oracle, machine_line, print_table, time_interleaved
 
 from napari_sam2 import build_model
 from napari_sam2.modeling.config import PRESETS
@@ -36,31 +36,30 @@ def main() -> None:
     rows = []
     for name in args.variants:
         image = torch.randn(1, 3, args.size, args.size)
-        ref_time = float("nan")
+        ours = build_model(name, device="cpu", image_size=args.size)
+        calls = {}
+        ref = None
         if oracle:
             from tests.oracle import build_oracle
 
             ref = build_oracle(name, image_size=args.size)
-            with torch.inference_mode():
-                ref_time = time_call(lambda: ref.forward_image(image), args.repeats)
-            state = ref.state_dict()
-            del ref
-        ours = build_model(name, device="cpu", image_size=args.size)
-        if oracle:
-            ours.load_state_dict(state)
+            ours.load_state_dict(ref.state_dict())
+            calls["official"] = lambda: ref.forward_image(image)
+        calls["ours"] = lambda: ours.encode_image(image)
+
+        def fast_call():
+            with compute_precision(device, fast):
+                return ours.encode_image(image)
+
+        calls["fast"] = fast_call
         with torch.inference_mode():
-            our_time = time_call(lambda: ours.encode_image(image), args.repeats)
-
-            def fast_call():
-                with compute_precision(device, fast):
-                    return ours.encode_image(image)
-
-            fast_time = time_call(fast_call, args.repeats)
-        del ours
-        rows.append([name, our_time, ref_time, our_time / ref_time, fast_time, fast_time / ref_time])
+            best = time_interleaved(calls, args.repeats)
+        ref_time = best.get("official", float("nan"))
+        rows.append([name, best["ours"], ref_time, best["ours"] / ref_time, best["fast"], best["fast"] / ref_time])
+        del ref, ours
     print(f"{machine_line()}; fast path = {fast}")
     print_table(
-        f"Image embedding, {args.size}x{args.size}, batch 1 (seconds, median of {args.repeats})",
+        f"Image embedding, {args.size}x{args.size}, batch 1 (seconds, best of {args.repeats}, interleaved)",
         ["variant", "ours fp32", "official fp32", "ours/official", f"ours fast ({str(fast).split('.')[-1]})", "fast/official fp32"],
         rows,
     )

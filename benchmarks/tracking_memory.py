@@ -18,32 +18,33 @@ from pathlib import Path
 from common import ROOT, have_oracle, print_table
 
 CHILD = r"""
-import json, resource, sys, tempfile
+import json, resource, sys
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, {root!r})
-which, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = np.random.default_rng(0)
-frames = np.lib.format.open_memmap(Path(tempfile.mkdtemp()) / "movie.npy", mode="w+", dtype=np.uint8, shape=(n, 512, 512, 3))
-for t in range(n):
-    frames[t] = rng.integers(0, 255, (512, 512, 1), dtype=np.uint8)
+which, n, size, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+class Movie:
+    # Frames made on demand: nothing but the tracker's own memory is measured.
+    shape, dtype = (n, 512, 512, 3), np.dtype(np.uint8)
+    def __getitem__(self, key):
+        t = key[0] if isinstance(key, tuple) else key
+        frame = np.random.default_rng(t).integers(0, 255, (512, 512, 1), dtype=np.uint8)
+        return np.repeat(frame, 3, axis=-1)[key[1:]] if isinstance(key, tuple) else np.repeat(frame, 3, axis=-1)
+
 if which == "ours":
     from napari_sam2 import build_model
     from napari_sam2.tracker import StackTracker
     model = build_model("sam2.1_hiera_tiny", device="cpu", image_size=size)
-    tracker = StackTracker(model, frames, precision="fp32", normalization=None)
+    tracker = StackTracker(model, Movie(), precision="fp32", normalization=None)
     tracker.add_points(0, 1, [[256, 256]])
     for r in tracker.propagate("forward"):
         pass
 else:
-    from PIL import Image
     from tests.oracle import build_oracle
-    folder = Path(tempfile.mkdtemp())
-    for t in range(n):
-        Image.fromarray(np.asarray(frames[t])).save(folder / f"{{t}}.jpg")
     predictor = build_oracle("sam2.1_hiera_tiny", image_size=size, video=True)
     with torch.inference_mode():
-        state = predictor.init_state(str(folder))
+        state = predictor.init_state(folder)
         predictor.add_new_points_or_box(state, 0, 1, points=np.array([[256, 256]], np.float32), labels=np.array([1], np.int32))
         for _ in predictor.propagate_in_video(state):
             pass
@@ -51,9 +52,22 @@ print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 
+def write_jpegs(n: int) -> str:
+    """The same frames as JPEG files, for the official predictor (written by this process)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp())
+    for t in range(n):
+        frame = np.random.default_rng(t).integers(0, 255, (512, 512, 1), dtype=np.uint8)
+        Image.fromarray(np.repeat(frame, 3, axis=-1)).save(folder / f"{t}.jpg")
+    return str(folder)
+
+
 def peak_mb(which: str, n: int, size: int) -> float:
     code = CHILD.format(root=str(ROOT))
-    out = subprocess.run([sys.executable, "-c", code, which, str(n), str(size)], capture_output=True, text=True, check=True)
+    folder = write_jpegs(n) if which == "official" else ""
+    out = subprocess.run([sys.executable, "-c", code, which, str(n), str(size), folder], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 

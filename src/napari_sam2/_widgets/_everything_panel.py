@@ -6,8 +6,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
+from .. import automatic  # imported here, not in the worker: imports hold the GIL
 from ..progress import Cancelled
 from . import _notify
 from ._image_source import ImageSource, PlaneIndex
@@ -28,9 +38,7 @@ def everything_job(
     params: dict[str, Any],
 ) -> Iterator[tuple[PlaneIndex, np.ndarray]]:
     """Worker: yield (plane, label image) for each plane; ids are unique across planes."""
-    from ..automatic import AutomaticMaskGenerator
-
-    generator = AutomaticMaskGenerator(model, precision=precision, **params)
+    generator = automatic.AutomaticMaskGenerator(model, precision=precision, **params)
     normalization = source.normalization()
     n, offset = len(planes), 0
     control.report(0, n)
@@ -63,16 +71,22 @@ class EverythingPanel(QWidget):
         self.points_per_side = QSpinBox()
         self.points_per_side.setRange(2, 128)
         self.points_per_side.setValue(32)
-        self.points_per_side.setToolTip("Grid of single-click prompts (n x n); 16 is four times faster than 32.")
+        self.points_per_side.setToolTip(
+            "Grid of single-click prompts (n x n); 16 is four times faster than 32."
+        )
         self.pred_iou = _fraction(0.8, "Keep masks whose predicted IoU is at least this.")
         self.stability = _fraction(0.95, "Keep masks that barely change when the threshold moves.")
         self.min_area = QSpinBox()
         self.min_area.setRange(0, 10**7)
         self.min_area.setValue(25)
-        self.min_area.setToolTip("Fill holes and remove specks up to this many pixels (low-res mask pixels).")
+        self.min_area.setToolTip(
+            "Fill holes and remove specks up to this many pixels (low-res mask pixels)."
+        )
         self.crop_layers = QSpinBox()
         self.crop_layers.setRange(0, 3)
-        self.crop_layers.setToolTip("Also run on zoomed crops (1: 4 crops, 2: 4 + 16): finds small objects, slower.")
+        self.crop_layers.setToolTip(
+            "Also run on zoomed crops (1: 4 crops, 2: 4 + 16): finds small objects, slower."
+        )
         self.scope = QComboBox()
         for label, value in SCOPES:
             self.scope.addItem(label, value)
@@ -126,7 +140,9 @@ class EverythingPanel(QWidget):
 
     def run(self) -> None:
         if self.job.busy:
-            _notify.info("Segment everything is already running: cancel it or wait for it to finish.")
+            _notify.info(
+                "Segment everything is already running: cancel it or wait for it to finish."
+            )
             return
         try:
             model = self.session.require_model()
@@ -141,7 +157,9 @@ class EverythingPanel(QWidget):
         except UserProblem as problem:
             _notify.error(str(problem))
             return
-        self.layer = new_labels(self.session.viewer, source, self.session.image_layer, EVERYTHING_NAME)
+        self.layer = new_labels(
+            self.session.viewer, source, self.session.image_layer, EVERYTHING_NAME
+        )
         self._source, self._count = source, 0
         self.job.start(
             "Segmenting everything",

@@ -6,7 +6,15 @@ import itertools
 from typing import Any
 
 from napari.layers import Image
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..image_input import ImageInputError
 from . import _notify
@@ -30,30 +38,41 @@ def parse_channels(text: str) -> tuple[int, ...] | None:
         return tuple(int(part) for part in text.replace(" ", ",").split(",") if part)
     except ValueError:
         raise ImageInputError(
-            f"Channels {text!r}: give up to three channel numbers separated by commas, e.g. 0 or 2,0,1."
+            f"Channels {text!r}: give up to three channel numbers separated by commas, "
+            "e.g. 0 or 2,0,1."
         ) from None
 
 
 class ImagePanel(QWidget):
-    """Pick the image and say which axes hold channels and the stack; builds the session's source."""
+    """Pick the image and say which axes hold channels and the stack; sets the session's source."""
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         viewer = session.viewer
         self.layer_combo = LayerCombo(viewer, Image)
-        self.layer_combo.setToolTip("The image to segment: any dtype, 2-D to 4-D (T, Z, Y, X), gray, RGB or multichannel.")
+        self.layer_combo.setToolTip(
+            "The image to segment: any dtype, 2-D to 4-D (T, Z, Y, X), gray, RGB or multichannel."
+        )
         self.channel_axis = QComboBox()
-        self.channel_axis.setToolTip("A leading axis that holds channels (e.g. C in (C, Z, Y, X)); RGB layers use their colours.")
+        self.channel_axis.setToolTip(
+            "A leading axis that holds channels (e.g. C in (C, Z, Y, X)); "
+            "RGB layers use their colours."
+        )
         self.channels = QLineEdit()
-        self.channels.setToolTip("Up to three channel numbers used as red, green, blue (one is shown as gray).")
+        self.channels.setToolTip(
+            "Up to three channel numbers used as red, green, blue (one is shown as gray)."
+        )
         self.stack_axis = QComboBox()
-        self.stack_axis.setToolTip("The axis to propagate along (Z or T). Segmenting works on the current plane.")
+        self.stack_axis.setToolTip(
+            "The axis to propagate along (Z or T). Segmenting works on the current plane."
+        )
         self.normalization = QComboBox()
         for label, mode in NORMALIZATIONS:
             self.normalization.addItem(label, mode)
         self.normalization.setToolTip(
-            "How intensities become SAM 2 input: percentiles computed once over the whole stack, or the "
+            "How intensities become SAM 2 input: percentiles computed once over the whole stack, "
+            "or the "
             "layer's contrast limits as set now (press Re-read after changing them)."
         )
         self.reread = QPushButton("Re-read contrast limits")
@@ -87,7 +106,11 @@ class ImagePanel(QWidget):
         labels = self.session.viewer.dims.axis_labels
         offset = len(labels) - layer.ndim
         label = labels[dim + offset] if 0 <= dim + offset < len(labels) else str(dim)
-        return f"axis {dim} ({label}, {layer.data.shape[dim]})" if label != str(dim) else f"axis {dim} ({layer.data.shape[dim]})"
+        return (
+            f"axis {dim} ({label}, {layer.data.shape[dim]})"
+            if label != str(dim)
+            else f"axis {dim} ({layer.data.shape[dim]})"
+        )
 
     def _on_layer(self, layer: Image | None) -> None:
         if self._layer is not None:
@@ -139,19 +162,22 @@ class ImagePanel(QWidget):
     # ------------------------------------------------------------------ source
 
     def rebuild(self, *_: Any) -> None:
-        """Make a new ImageSource from the current choices (embeddings of the old one are dropped)."""
+        """A new ImageSource from the current choices (the old one's embeddings are dropped)."""
         if self._filling:
             return
         layer = self._layer
         self.reread.setVisible(self.normalization.currentData() == "contrast")
         if layer is None:
-            self.info.setText("Open an image (File > Open, or File > Open Sample > SAM 2 for microscopy).")
+            self.info.setText(
+                "Open an image (File > Open, or File > Open Sample > SAM 2 for microscopy)."
+            )
             self.session.set_source(None, None)
             return
         try:
             if layer.multiscale:
                 raise ImageInputError(
-                    f"'{layer.name}' is a multiscale (pyramid) image; open its full-resolution level as "
+                    f"'{layer.name}' is a multiscale (pyramid) image; open its full-resolution "
+                    "level as "
                     "a plain image layer to segment it."
                 )
             source = ImageSource(

@@ -45,7 +45,9 @@ class ImageSource:
         if ndim < 2:
             raise ImageInputError(f"The image is {ndim}-D; SAM 2 needs at least 2-D (Y, X) images.")
         if self.rgb and self.channel_dim is not None:
-            raise ImageInputError("An RGB layer keeps its colours on the last axis: leave 'channel axis' empty.")
+            raise ImageInputError(
+                "An RGB layer keeps its colours on the last axis: leave 'channel axis' empty."
+            )
         if self.channel_dim is not None and not 0 <= self.channel_dim < ndim - 2:
             raise ImageInputError(
                 f"Channel axis {self.channel_dim} must be one of the leading axes 0..{ndim - 3} "
@@ -53,7 +55,8 @@ class ImageSource:
             )
         if len(self.leading) > 2:
             raise ImageInputError(
-                f"The image has {len(self.leading) + 2} spatial/time axes; up to 4-D (T, Z, Y, X) is "
+                f"The image has {len(self.leading) + 2} spatial/time axes; "
+                "up to 4-D (T, Z, Y, X) is "
                 "supported. Choose a channel axis or reduce the data first."
             )
         if self.stack_dim is not None and self.stack_dim not in self.leading:
@@ -127,14 +130,17 @@ class ImageSource:
         position = np.asarray(position, dtype=float)
         if position.shape[-1] != self.ndim:
             raise ImageInputError(
-                f"A position with {position.shape[-1]} coordinates does not fit a {self.ndim}-D image."
+                f"A position with {position.shape[-1]} coordinates does not fit "
+                f"a {self.ndim}-D image."
             )
         shape = self.dims_shape
         return tuple(int(np.clip(np.round(position[d]), 0, shape[d] - 1)) for d in self.leading)
 
     def plane_indices(self, positions: np.ndarray) -> list[PlaneIndex]:
         """`plane_index` of each row of an (N, ndim) array."""
-        return [self.plane_index(p) for p in np.asarray(positions, dtype=float).reshape(-1, self.ndim)]
+        return [
+            self.plane_index(p) for p in np.asarray(positions, dtype=float).reshape(-1, self.ndim)
+        ]
 
     def frame_of(self, index: PlaneIndex) -> int:
         """Position of a plane along the stack dim."""
@@ -150,9 +156,11 @@ class ImageSource:
     def same_line(self, a: PlaneIndex, b: PlaneIndex) -> bool:
         """True when two planes differ at most along the stack dim."""
         k = self.leading.index(self.stack_dim) if self.stack_dim is not None else -1
-        return all(x == y for i, (x, y) in enumerate(zip(a, b)) if i != k)
+        return all(x == y for i, (x, y) in enumerate(zip(a, b, strict=True)) if i != k)
 
-    def labels_index(self, index: PlaneIndex, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    def labels_index(
+        self, index: PlaneIndex, rows: np.ndarray, cols: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         """Fancy indices into a matching label layer for pixels (rows, cols) of a plane."""
         n = len(rows)
         lead = [np.full(n, v, dtype=np.intp) for v in index]
@@ -165,9 +173,9 @@ class ImageSource:
     # ------------------------------------------------------------------ pixels
 
     def plane(self, index: PlaneIndex) -> np.ndarray:
-        """Raw pixels of one plane as (H, W) or channels-last (H, W, k), only the chosen channels."""
+        """Raw pixels of one plane, (H, W) or channels-last (H, W, k) with the chosen channels."""
         key: list[Any] = [slice(None)] * len(self.data.shape)
-        for d, v in zip(self.leading, index):
+        for d, v in zip(self.leading, index, strict=True):
             key[d] = v
         if self.channel_dim is not None:
             chosen = self.channels or tuple(range(self.n_channels))
@@ -190,7 +198,7 @@ class ImageSource:
         return StackView(self, index)
 
     def normalization(self) -> Normalization:
-        """Intensity limits for every plane, computed once (stack-wide percentiles or contrast limits)."""
+        """Intensity limits for every plane, computed once (stack percentiles or contrast)."""
         if self._normalization is None:
             self._normalization = self._compute_normalization()
         return self._normalization
@@ -198,7 +206,9 @@ class ImageSource:
     def _compute_normalization(self) -> Normalization:
         if self.normalization_mode == "contrast":
             if self.contrast_limits is None:
-                raise ImageInputError("The layer has no contrast limits; use percentile normalisation.")
+                raise ImageInputError(
+                    "The layer has no contrast limits; use percentile normalisation."
+                )
             low, high = (float(v) for v in self.contrast_limits)
             return Normalization.from_limits(low, high)
         dtype = np.dtype(self.data.dtype)

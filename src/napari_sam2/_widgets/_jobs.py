@@ -17,6 +17,7 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ..progress import Cancelled
 from . import _notify
 
 
@@ -60,9 +61,12 @@ class JobPanel(QWidget):
     started = Signal()
     finished = Signal()
 
-    def __init__(self, unit: str = "steps", parent: QWidget | None = None) -> None:
+    def __init__(
+        self, unit: str = "steps", scale: float = 1.0, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.unit = unit
+        self.scale = scale  # progress is shown as done * scale (e.g. bytes as MB)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.bar = QProgressBar()
@@ -81,6 +85,9 @@ class JobPanel(QWidget):
         self._relay.progress.connect(self._on_progress)
         self.worker: Any = None
         self.control: JobControl | None = None
+        running: dict[str, JobControl | None] = {"control": None}
+        self._running = running  # closing the widget stops its job (the lambda must not hold self)
+        self.destroyed.connect(lambda *_: running["control"] and running["control"].request_stop())
         self._title = ""
         self._t0 = 0.0
         self.setVisible(False)
@@ -107,13 +114,18 @@ class JobPanel(QWidget):
         control = JobControl(self._relay)
         worker = create_worker(func, control, *args, _start_thread=False, _ignore_errors=True)
         self.worker, self.control, self._title = worker, control, title
+        self._running["control"] = control
         if on_yield is not None and inspect.isgeneratorfunction(func):
             worker.yielded.connect(on_yield)  # yielded work is done: kept even after Cancel
         if on_return is not None:
-            worker.returned.connect(lambda value: None if control.stop_requested else on_return(value))
+            worker.returned.connect(
+                lambda value: None if control.stop_requested else on_return(value)
+            )
         failed = []
 
         def errored(exc: BaseException) -> None:
+            if isinstance(exc, Cancelled) and control.stop_requested:
+                return  # stopped on request: not a failure
             failed.append(exc)
             _notify.failure(title, exc)
 
@@ -121,11 +133,14 @@ class JobPanel(QWidget):
 
         def done() -> None:
             outcome = "failed" if failed else "cancelled" if control.stop_requested else "done"
-            self.worker = self.control = None
-            self.setVisible(False)
-            if on_finish is not None:
-                on_finish(outcome)
-            self.finished.emit()
+            try:
+                self.worker = self.control = self._running["control"] = None
+                self.setVisible(False)
+                if on_finish is not None:
+                    on_finish(outcome)
+                self.finished.emit()
+            except RuntimeError:  # the widget was closed while the job ran
+                pass
 
         worker.finished.connect(done)
         self._t0 = time.perf_counter()
@@ -153,12 +168,13 @@ class JobPanel(QWidget):
         self.bar.setRange(0, 1000)
         self.bar.setValue(int(1000 * min(done, total) / total))
         elapsed = time.perf_counter() - self._t0
-        text = f"{self._title}: {done:g}/{total:g} {self.unit}"
+        shown, of = done * self.scale, total * self.scale
+        digits = 0 if self.scale == 1 else 1
+        text = f"{self._title}: {shown:.{digits}f}/{of:.{digits}f} {self.unit}"
         if done > 0:
             per = elapsed / done
             text += f" · {per:.2f} s each · about {format_seconds(per * (total - done))} left"
         self.label.setText(text)
-
 
 
 def run_short(
@@ -168,7 +184,7 @@ def run_short(
     on_return: Callable[[Any], None],
     on_finish: Callable[[], None] | None = None,
 ) -> Any:
-    """Run a short job (an embedding, a decoder pass) in a worker thread; errors become notifications."""
+    """Run a short job (an embedding, a decoder pass) in a worker; errors become notifications."""
     worker = create_worker(func, *args, _start_thread=False, _ignore_errors=True)
     worker.returned.connect(on_return)
     worker.errored.connect(lambda exc: _notify.failure(title, exc))

@@ -22,7 +22,7 @@ def matching_labels(source: ImageSource | None, layer: Labels) -> bool:
 
 
 def new_labels(viewer: Any, source: ImageSource, image: Image, name: str = OUTPUT_NAME) -> Labels:
-    """An empty uint32 Labels layer aligned with `image` (same scale and offset, no channel axis)."""
+    """An empty uint32 Labels layer aligned with `image` (same scale and offset, no channels)."""
     dims = source.labels_dims()
     active = viewer.layers.selection.active
     layer = viewer.add_labels(
@@ -95,14 +95,16 @@ class StagedWrites:
         plane = np.asarray(data[key])
         changed = 0
         updated = plane.copy()
-        for obj_id, mask in zip(obj_ids, masks):
+        for obj_id, mask in zip(obj_ids, masks, strict=True):
             target = mask & (updated != obj_id)
             if not self.overwrite:
                 target &= updated == 0
             rows, cols = np.nonzero(target)
             if rows.size == 0:
                 continue
-            self._changes.append((self.source.labels_index(index, rows, cols), plane[rows, cols].copy(), obj_id))
+            self._changes.append(
+                (self.source.labels_index(index, rows, cols), plane[rows, cols].copy(), obj_id)
+            )
             updated[rows, cols] = obj_id
             changed += rows.size
         if changed:

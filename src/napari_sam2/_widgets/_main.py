@@ -7,11 +7,13 @@ scripts can call too.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
 from napari.viewer import Viewer
-from qtpy.QtWidgets import QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from . import _shortcuts
 from ._everything_panel import EverythingPanel
@@ -71,9 +73,15 @@ class SAM2Widget(QScrollArea):
         layout.addWidget(_section("Segment everything", self.everything_panel))
         layout.addWidget(self.help)
         layout.addStretch(1)
+        for combo in body.findChildren(QComboBox):  # long layer names must not widen the dock
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(12)
         self.setWidget(body)
         self.setWidgetResizable(True)
-        self.setMinimumWidth(320)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(340)
 
         _shortcuts.bind_viewer(napari_viewer, self)
         self.segment_panel.on_prompt_layer = lambda layer: _shortcuts.bind_prompt_layer(layer, self)
@@ -118,7 +126,5 @@ def _forget(viewer_ref: weakref.ReferenceType) -> None:
     if viewer is None:
         return
     _widgets.pop(id(viewer), None)
-    try:
+    with contextlib.suppress(AttributeError, RuntimeError):
         _shortcuts.unbind_viewer(viewer)
-    except (AttributeError, RuntimeError):
-        pass

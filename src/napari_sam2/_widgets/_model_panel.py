@@ -19,6 +19,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..cache import cache_dir
+from ..download import ensure_checkpoint
+from ..loading import build_model, load_model
 from ..registry import OFFICIAL_CHECKPOINTS
 from . import _notify, _settings
 from ._jobs import JobControl, JobPanel
@@ -39,7 +41,7 @@ def preset_choices() -> list[tuple[str, str]]:
         for size, label in _SIZES.items():
             preset = f"{prefix}_hiera_{size}"
             choices.append((f"SAM {version} {label}", preset))
-    choices.append(("Test model (random weights, masks meaningless)", TEST_CHOICE))
+    choices.append(("Test model (random weights)", TEST_CHOICE))
     choices.append(("Checkpoint file…", FILE_CHOICE))
     return choices
 
@@ -50,9 +52,8 @@ def weights_present(preset: str) -> bool:
 
 
 def load_job(control: JobControl, choice: str, path: str, device: str) -> tuple[Any, str]:
-    """Worker: build or load the model; returns (model, description)."""
-    from ..loading import build_model, load_model
-
+    """Worker: build or load the model, downloading official weights first when they are missing
+    (with progress, and Cancel); returns (model, description)."""
     control.report(0, 0)
     if choice == TEST_CHOICE:
         model = build_model(TEST_PRESET, device=device)
@@ -61,7 +62,14 @@ def load_job(control: JobControl, choice: str, path: str, device: str) -> tuple[
         model = load_model(Path(path), device=device)
         name = f"{model.config.name} from {Path(path).name}"
     else:
-        model = load_model(choice, device=device)
+        weights = ensure_checkpoint(
+            choice,
+            progress=control.report,
+            should_stop=lambda: control.stop_requested,
+            strict=False,
+        )
+        control.report(0, 0)
+        model = load_model(choice, checkpoint=weights, device=device)
         name = choice
     return model, name
 
@@ -76,8 +84,15 @@ class ModelPanel(QWidget):
         for label, value in preset_choices():
             self.preset.addItem(label, value)
             if value not in (TEST_CHOICE, FILE_CHOICE):
-                where = "on this machine" if weights_present(value) else f"not in {cache_dir()}"
-                self.preset.setItemData(self.preset.count() - 1, f"{value}: weights {where}", Qt.ItemDataRole.ToolTipRole)
+                where = "on this machine" if weights_present(value) else "downloaded when loaded"
+                tip = f"{value}: weights {where} ({cache_dir()})"
+            elif value == TEST_CHOICE:
+                tip = (
+                    "A small model with random weights, to try the widget: its masks mean nothing."
+                )
+            else:
+                tip = "A .pt file of any SAM 2 / 2.1 size, official format or a bare state dict."
+            self.preset.setItemData(self.preset.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.path = QLineEdit()
         self.path.setPlaceholderText("path to a .pt checkpoint (SAM 2 or 2.1, any size)")
         self.browse = QPushButton("Browse…")
@@ -99,7 +114,7 @@ class ModelPanel(QWidget):
         self.load_button.clicked.connect(self.load)
         self.status = QLabel("No model loaded.")
         self.status.setWordWrap(True)
-        self.job = JobPanel(unit="")
+        self.job = JobPanel(unit="MB", scale=1e-6)
 
         form = QFormLayout()
         form.addRow("Model", self.preset)
@@ -150,7 +165,9 @@ class ModelPanel(QWidget):
         self.file_row.setVisible(self.choice() == FILE_CHOICE)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SAM 2 checkpoint", "", "PyTorch checkpoints (*.pt *.pth);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "SAM 2 checkpoint", "", "PyTorch checkpoints (*.pt *.pth);;All files (*)"
+        )
         if path:
             self.path.setText(path)
 
@@ -180,4 +197,4 @@ class ModelPanel(QWidget):
         model, name = result
         self.session.set_model(model, name)
         self.status.setText(f"Loaded {name} on {model.device}.")
-        _notify.info(f"SAM 2: loaded {name} on {model.device}.")
+        self.session.viewer.status = f"SAM 2: loaded {name} on {model.device}"

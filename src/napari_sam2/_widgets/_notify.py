@@ -14,7 +14,15 @@ from ._prompt_model import PromptProblem
 log = logging.getLogger("napari_sam2")
 
 # Errors whose message is written for the user and says what to do.
-EXPECTED = (CheckpointError, ImageInputError, PromptError, PromptProblem, ValueError, KeyError, OSError)
+EXPECTED = (
+    CheckpointError,
+    ImageInputError,
+    PromptError,
+    PromptProblem,
+    ValueError,
+    KeyError,
+    OSError,
+)
 
 
 def error(message: str) -> None:

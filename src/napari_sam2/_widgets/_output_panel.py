@@ -23,12 +23,15 @@ class OutputPanel(QWidget):
             session.viewer,
             Labels,
             empty_text=NEW_ENTRY,
-            accept=lambda layer: layer.metadata.get(ROLE) is None and matching_labels(session.source, layer),
+            accept=lambda layer: (
+                layer.metadata.get(ROLE) is None and matching_labels(session.source, layer)
+            ),
         )
         self.combo.setToolTip("Labels layers with the image's shape; existing labels are kept.")
         self.overwrite = QCheckBox("Overwrite existing labels")
         self.overwrite.setToolTip(
-            "Off: new objects only fill background pixels, so nothing labelled (or painted) is lost. "
+            "Off: new objects only fill background pixels, so nothing labelled (or painted) "
+            "is lost. "
             "On: new objects replace the labels under them."
         )
         form = QFormLayout(self)

@@ -59,7 +59,9 @@ class PlanePrompts:
 
     def signature(self) -> bytes:
         """Changes whenever the prompts change (to drop stale previews)."""
-        return b"|".join(a.astype(np.float64).tobytes() for a in (self.points, self.labels, self.boxes))
+        return b"|".join(
+            a.astype(np.float64).tobytes() for a in (self.points, self.labels, self.boxes)
+        )
 
 
 EMPTY = PlanePrompts(np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros((0, 4)))
@@ -79,7 +81,7 @@ def group_prompts(
     points = np.asarray(points, dtype=float).reshape(-1, source.ndim)
     positive = np.asarray(positive, dtype=bool).reshape(-1)
     planes: dict[PlaneIndex, tuple[list, list, list]] = {}
-    for index, coords, sign in zip(source.plane_indices(points), points, positive):
+    for index, coords, sign in zip(source.plane_indices(points), points, positive, strict=True):
         entry = planes.setdefault(index, ([], [], []))
         entry[0].append(napari_to_xy(coords))
         entry[1].append(int(sign))
@@ -87,7 +89,8 @@ def group_prompts(
         corners = np.asarray(corners, dtype=float)
         if corners.shape[-1] != source.ndim:
             raise PromptProblem(
-                f"A rectangle has {corners.shape[-1]} coordinates but the image is {source.ndim}-D: "
+                f"A rectangle has {corners.shape[-1]} coordinates but the image is "
+                f"{source.ndim}-D: "
                 "draw boxes in the 'SAM2 boxes' layer made for this image."
             )
         index = source.plane_index(corners.mean(axis=0))

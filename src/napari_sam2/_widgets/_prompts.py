@@ -35,7 +35,7 @@ def find_layer(viewer: Any, role: str, image: Image) -> Any:
 
 def _marker_size(image: Image) -> float:
     h, w = image.data.shape[image.ndim - 2 : image.ndim] if not image.multiscale else (512, 512)
-    return float(max(4.0, 0.015 * max(h, w)))
+    return float(max(6.0, 0.02 * max(h, w)))
 
 
 def ensure_points(viewer: Any, image: Image) -> Points:
@@ -91,7 +91,11 @@ def rectangles(shapes: Shapes | None) -> tuple[list[np.ndarray], int]:
     """Corner arrays of the rectangles, and how many other shapes were ignored."""
     if shapes is None:
         return [], 0
-    rects = [np.asarray(d) for d, kind in zip(shapes.data, shapes.shape_type) if kind == "rectangle"]
+    rects = [
+        np.asarray(d)
+        for d, kind in zip(shapes.data, shapes.shape_type, strict=True)
+        if kind == "rectangle"
+    ]
     return rects, len(shapes.data) - len(rects)
 
 
@@ -99,15 +103,17 @@ def read_prompts(
     source: ImageSource, points: Points | None, shapes: Shapes | None
 ) -> dict[PlaneIndex, PlanePrompts]:
     """Every prompt, grouped by plane."""
-    coords = np.asarray(points.data, dtype=float) if points is not None else np.zeros((0, source.ndim))
+    coords = (
+        np.asarray(points.data, dtype=float) if points is not None else np.zeros((0, source.ndim))
+    )
     flags = positive_flags(points) if points is not None else np.zeros(0, dtype=bool)
     rects, _ = rectangles(shapes)
     return group_prompts(source, coords, flags, rects)
 
 
 def toggle_positive(points: Points) -> str:
-    """Flip the selected clicks between positive and negative, or the sign of the next click."""
-    selected = sorted(points.selected_data)
+    """Flip the selected clicks (in select mode) positive <-> negative, else the next click's."""
+    selected = sorted(points.selected_data) if str(points.mode) == "select" else []
     if selected:
         flags = positive_flags(points).copy()
         flags[selected] = ~flags[selected]
@@ -123,7 +129,9 @@ def next_click_positive(points: Points | None) -> bool:
     return points is None or bool(points.feature_defaults["positive"].iloc[0])
 
 
-def remove_on_plane(source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None) -> None:
+def remove_on_plane(
+    source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None
+) -> None:
     """Delete the prompts that lie on one plane (e.g. after they were committed)."""
     if points is not None and len(points.data):
         drop = {i for i, p in enumerate(source.plane_indices(points.data)) if p == index}
@@ -131,22 +139,30 @@ def remove_on_plane(source: ImageSource, index: PlaneIndex, points: Points | Non
             points.selected_data = drop
             points.remove_selected()
     if shapes is not None and len(shapes.data):
-        drop = {i for i, d in enumerate(shapes.data) if source.plane_index(np.mean(d, axis=0)) == index}
+        drop = {
+            i for i, d in enumerate(shapes.data) if source.plane_index(np.mean(d, axis=0)) == index
+        }
         if drop:
             shapes.selected_data = drop
             shapes.remove_selected()
 
 
-def remove_on_line(source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None) -> None:
+def remove_on_line(
+    source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None
+) -> None:
     """Delete the prompts on every plane of the stack through `index`."""
     if points is not None and len(points.data):
-        drop = {i for i, p in enumerate(source.plane_indices(points.data)) if source.same_line(p, index)}
+        drop = {
+            i for i, p in enumerate(source.plane_indices(points.data)) if source.same_line(p, index)
+        }
         if drop:
             points.selected_data = drop
             points.remove_selected()
     if shapes is not None and len(shapes.data):
         drop = {
-            i for i, d in enumerate(shapes.data) if source.same_line(source.plane_index(np.mean(d, axis=0)), index)
+            i
+            for i, d in enumerate(shapes.data)
+            if source.same_line(source.plane_index(np.mean(d, axis=0)), index)
         }
         if drop:
             shapes.selected_data = drop

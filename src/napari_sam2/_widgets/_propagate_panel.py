@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from .. import tracker as tracking  # imported here, not in the worker: imports hold the GIL
 from . import _notify
 from ._image_source import ImageSource, PlaneIndex
 from ._jobs import JobControl, JobPanel
@@ -36,11 +37,12 @@ MaskPlan = list[tuple[int, int, np.ndarray]]  # (frame, object id, mask)
 
 
 def frames_to_track(n_frames: int, start: int, direction: str) -> int:
+    """How many results the tracker yields ('both' visits the start frame twice)."""
     if direction == "forward":
         return n_frames - start
     if direction == "backward":
         return start + 1
-    return n_frames
+    return n_frames + 1
 
 
 def propagate_job(
@@ -54,9 +56,9 @@ def propagate_job(
     direction: str,
 ) -> Iterator[Any]:
     """Worker: prompt the tracker, then yield each frame's result as soon as it is tracked."""
-    from ..tracker import StackTracker
-
-    tracker = StackTracker(model, source.stack(index), precision=precision, normalization=source.normalization())
+    tracker = tracking.StackTracker(
+        model, source.stack(index), precision=precision, normalization=source.normalization()
+    )
     frames = [f for f, _, _ in prompts] + [f for f, _, _ in masks]
     total = frames_to_track(source.n_frames, min(frames), direction)
     control.report(0, total)
@@ -64,7 +66,11 @@ def propagate_job(
         has_points = len(obj.points) > 0
         if obj.box is not None:
             tracker.add_box(
-                frame, obj_id, obj.box, obj.points if has_points else None, obj.labels if has_points else None
+                frame,
+                obj_id,
+                obj.box,
+                obj.points if has_points else None,
+                obj.labels if has_points else None,
             )
         else:
             tracker.add_points(frame, obj_id, obj.points, obj.labels)
@@ -90,7 +96,11 @@ class PropagatePanel(QWidget):
     """Track the current object (or the labelled objects of this plane) through the stack."""
 
     def __init__(
-        self, session: Session, output: OutputPanel, segment: SegmentPanel, parent: QWidget | None = None
+        self,
+        session: Session,
+        output: OutputPanel,
+        segment: SegmentPanel,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.session = session
@@ -101,7 +111,9 @@ class PropagatePanel(QWidget):
             self.source_combo.addItem(label, value)
         self.direction = QComboBox()
         self.direction.addItems(DIRECTIONS)
-        self.direction.setToolTip("both: from the first prompted plane towards both ends of the stack")
+        self.direction.setToolTip(
+            "both: from the first prompted plane towards both ends of the stack"
+        )
         self.button = QPushButton("Propagate (Shift-T)")
         self.button.clicked.connect(self.propagate)
         self.job = JobPanel(unit="frames")
@@ -141,21 +153,25 @@ class PropagatePanel(QWidget):
 
     def _prompt_plan(self, source: ImageSource, index: PlaneIndex, obj_id: int) -> PromptPlan:
         plan = []
-        for plane, prompts in sorted(read_prompts(source, self.segment.points, self.segment.boxes).items()):
+        for plane, prompts in sorted(
+            read_prompts(source, self.segment.points, self.segment.boxes).items()
+        ):
             if not source.same_line(plane, index) or prompts.empty:
                 continue
             check_inside(prompts, source.plane_shape)
             objects = prompts.objects()
             if len(objects) > 1:
                 raise UserProblem(
-                    f"Plane {source.frame_of(plane)} has {len(objects)} boxes, but propagating prompts "
-                    "follows one object. Keep one box per plane, or commit each object on one plane "
+                    f"Plane {source.frame_of(plane)} has {len(objects)} boxes, but propagating "
+                    "prompts follows one object. Keep one box per plane, or commit each object "
+                    "on one plane "
                     "and track 'Objects labelled on this plane'."
                 )
             plan.append((source.frame_of(plane), obj_id, objects[0]))
         if not plan:
             raise UserProblem(
-                "No prompts on this stack: click on the object (or draw a box) on at least one plane, "
+                "No prompts on this stack: click on the object (or draw a box) on at least one "
+                "plane, "
                 "or track the objects labelled on this plane instead."
             )
         return plan
@@ -183,27 +199,34 @@ class PropagatePanel(QWidget):
             source = self.session.require_source()
             if not source.is_stack:
                 raise UserProblem(
-                    "Propagation needs a stack: this image has no stack axis. Choose one under 'Image' "
+                    "Propagation needs a stack: this image has no stack axis. Choose one under "
+                    "'Image' "
                     "(3-D or 4-D images), or segment this plane with Commit."
                 )
             index = self.session.current_plane()
             from_prompts = self.source_combo.currentData() == FROM_PROMPTS
             layer = self.output.layer()
             if layer is not None and not matching_labels(source, layer):
-                raise UserProblem(f"The labels layer '{layer.name}' does not match the image's shape.")
+                raise UserProblem(
+                    f"The labels layer '{layer.name}' does not match the image's shape."
+                )
             if from_prompts:
                 obj_id = next_label(layer) if layer is not None else 1
                 prompts, masks = self._prompt_plan(source, index, obj_id), []
             else:
                 if layer is None:
-                    raise UserProblem("No output labels layer yet: commit objects on this plane first.")
+                    raise UserProblem(
+                        "No output labels layer yet: commit objects on this plane first."
+                    )
                 prompts, masks = [], self._mask_plan(source, index, layer)
         except (UserProblem, PromptProblem) as problem:
             _notify.error(str(problem))
             return
         layer = self.output.target()
         self.writes = StagedWrites(layer, source, overwrite=self.output.overwrite.isChecked())
-        self._skip = {f for f, _, _ in masks}  # planes the objects came from stay as the user made them
+        self._skip = {
+            f for f, _, _ in masks
+        }  # planes the objects came from stay as the user made them
         self._from_prompts, self._index, self._source = from_prompts, index, source
         ids = sorted({i for _, i, _ in prompts} | {i for _, i, _ in masks})
         self.status.setText(f"Tracking object(s) {', '.join(map(str, ids))}…")
@@ -226,17 +249,21 @@ class PropagatePanel(QWidget):
         if self.writes is None or result.frame in self._skip:
             return
         index = self._source.with_frame(self._index, int(result.frame))
-        self.writes.write(index, [int(i) for i in result.obj_ids], np.asarray(result.masks, dtype=bool))
+        self.writes.write(
+            index, [int(i) for i in result.obj_ids], np.asarray(result.masks, dtype=bool)
+        )
 
     def _finished(self, outcome: str) -> None:
         writes, self.writes = self.writes, None
-        done = len(writes.frames_written) if writes is not None else 0
+        done = len(set(writes.frames_written)) if writes is not None else 0
         if writes is not None:
             writes.finish()
         if outcome == "failed":
             self.status.setText(f"Propagation failed after {done} frame(s) (see the notification).")
         elif outcome == "cancelled":
-            self.status.setText(f"Cancelled after {done} frame(s); they are kept (Ctrl-Z removes them).")
+            self.status.setText(
+                f"Cancelled after {done} frame(s); they are kept (Ctrl-Z removes them)."
+            )
         else:
             self.status.setText(f"Propagated through {done} frame(s). Ctrl-Z undoes the whole run.")
             if self._from_prompts and done:

@@ -15,7 +15,11 @@ LayerData = list[tuple[Any, dict[str, Any], str]]
 
 
 def _ground_truth(labels: np.ndarray, name: str, **kwargs: Any) -> tuple[Any, dict[str, Any], str]:
-    return labels, {"name": f"{name} ground truth", "opacity": 0.4, "visible": False, **kwargs}, "labels"
+    return (
+        labels,
+        {"name": f"{name} ground truth", "opacity": 0.4, "visible": False, **kwargs},
+        "labels",
+    )
 
 
 def timelapse() -> LayerData:

@@ -1,31 +1,36 @@
 """Interactive segmentation: clicks and boxes give a live preview of the object; Commit labels it.
 
 The embedding of the current plane is computed in a worker whenever the plane changes and kept in
-the session's cache; decoding a preview also runs in a worker. A result that arrives after the
-plane or the prompts changed is dropped (and the preview recomputed).
+the session's cache; decoding a preview also runs in a worker (the worker functions and the
+preview layer are in `_preview`). A result that arrives after the plane, the image, the model or
+the prompts changed is dropped, and the preview recomputed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from napari.layers import Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..image_input import prepare_image
 from ..predictor import ImageEmbedding, ImagePredictor
 from . import _notify
-from ._image_source import ImageSource, PlaneIndex
+from ._image_source import PlaneIndex
 from ._jobs import run_short
-from ._labels import commit_masks, keep_active, matching_labels, next_label
+from ._labels import commit_masks, matching_labels, next_label
 from ._output_panel import OutputPanel
-from ._prompt_model import EMPTY, ObjectPrompt, PlanePrompts, PromptProblem, check_inside
+from ._preview import (
+    Preview,
+    clear_preview,
+    decode_objects,
+    embed_plane,
+    ensure_preview,
+    show_masks,
+)
+from ._prompt_model import EMPTY, PlanePrompts, PromptProblem, check_inside
 from ._prompts import (
-    ROLE,
     ensure_boxes,
     ensure_points,
     next_click_positive,
@@ -35,48 +40,15 @@ from ._prompts import (
 )
 from ._session import Session, UserProblem
 
-PREVIEW_NAME = "SAM2 preview"
 DEBOUNCE_MS = 40
-
-
-def embed_plane(predictor: ImagePredictor, source: ImageSource, index: PlaneIndex) -> ImageEmbedding:
-    """Worker: the embedding of one plane, normalised like every other plane of the image."""
-    rgb = prepare_image(source.plane(index), source.normalization())
-    return predictor.embed_prepared([rgb])[0]
-
-
-def decode_objects(
-    predictor: ImagePredictor, embedding: ImageEmbedding, objects: list[ObjectPrompt]
-) -> tuple[list[np.ndarray], list[float]]:
-    """Worker: the best mask and its predicted IoU for each object's prompts."""
-    predictor.set_embedding(embedding)
-    masks, scores = [], []
-    for obj in objects:
-        has_points = len(obj.points) > 0
-        pred = predictor.predict(
-            points=obj.points if has_points else None,
-            labels=obj.labels if has_points else None,
-            box=obj.box,
-            multimask_output=obj.multimask,
-        )
-        best = pred.best
-        masks.append(pred.masks[best])
-        scores.append(float(pred.scores[best]))
-    return masks, scores
-
-
-@dataclass
-class Preview:
-    index: PlaneIndex
-    signature: bytes
-    masks: list[np.ndarray]
-    scores: list[float]
 
 
 class SegmentPanel(QWidget):
     """Prompt layers, live preview, commit / clear / undo."""
 
-    def __init__(self, session: Session, output: OutputPanel, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, session: Session, output: OutputPanel, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.session = session
         self.output = output
@@ -95,7 +67,9 @@ class SegmentPanel(QWidget):
         self.on_prompt_layer: Callable[[Any], None] | None = None  # e.g. to bind shortcuts on it
 
         self.sign_button = QPushButton()
-        self.sign_button.setToolTip("Sign of the next click; with clicks selected, flips them (T).")
+        self.sign_button.setToolTip(
+            "Sign of the next click; in select mode, flips the selected clicks (T)."
+        )
         self.sign_button.clicked.connect(self.toggle_positive)
         self.commit_button = QPushButton("Commit (C)")
         self.commit_button.setToolTip("Write the preview into the output labels as a new object.")
@@ -103,7 +77,9 @@ class SegmentPanel(QWidget):
         self.clear_button = QPushButton("Clear prompts (Shift-C)")
         self.clear_button.clicked.connect(self.clear_prompts)
         self.undo_button = QPushButton("Undo (Ctrl-Z)")
-        self.undo_button.setToolTip("Undo the last change of the output labels (commit, propagation or painting).")
+        self.undo_button.setToolTip(
+            "Undo the last change of the output labels (commit, propagation or painting)."
+        )
         self.undo_button.clicked.connect(self.undo)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -150,7 +126,7 @@ class SegmentPanel(QWidget):
         self.schedule()
 
     def ensure_prompt_layers(self) -> None:
-        """Create (or find) the clicks and boxes layers of the current image; clicks become active."""
+        """Make (or find) the clicks and boxes layers of the current image; clicks become active."""
         image = self.session.image_layer
         if image is None:
             return
@@ -164,6 +140,7 @@ class SegmentPanel(QWidget):
                 setattr(self, name, new)
                 if self.on_prompt_layer is not None:
                     self.on_prompt_layer(new)
+        self.ensure_preview_layer()
         self.viewer.layers.selection.active = self.points
         self._show_sign()
 
@@ -225,7 +202,11 @@ class SegmentPanel(QWidget):
         if source is None or model is None:
             self._show_preview(None)
             self._commit_waiting = False
-            self.status.setText("Load a model and choose an image to start." if model is None else "Choose an image.")
+            self.status.setText(
+                "Load a model and choose an image to start."
+                if model is None
+                else "Choose an image."
+            )
             return
         index = self.session.current_plane()
         key = self.session.embedding_key(index)
@@ -242,7 +223,9 @@ class SegmentPanel(QWidget):
         if prompts.empty:
             self._show_preview(None)
             self._commit_waiting = False
-            self.status.setText("Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes).")
+            self.status.setText(
+                "Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes)."
+            )
             return
         try:
             check_inside(prompts, source.plane_shape)
@@ -253,7 +236,11 @@ class SegmentPanel(QWidget):
             return
         self._last_problem = ""
         current = self.preview
-        if current is not None and current.index == index and current.signature == prompts.signature():
+        if (
+            current is not None
+            and current.index == index
+            and current.signature == prompts.signature()
+        ):
             if self._commit_waiting:
                 self._write(current)
             return
@@ -287,29 +274,39 @@ class SegmentPanel(QWidget):
             self._failed.add(key)
         self.update_preview()
 
-    def _request_decode(self, embedding: ImageEmbedding, index: PlaneIndex, prompts: PlanePrompts) -> None:
+    def _request_decode(
+        self, embedding: ImageEmbedding, index: PlaneIndex, prompts: PlanePrompts
+    ) -> None:
         if self._decoding:
             self._decode_again = True
             return
         self._decoding = True
         signature = prompts.signature()
+        key = self.session.embedding_key(index)
         run_short(
             "Segmenting",
             decode_objects,
             self.decoder,
             embedding,
             prompts.objects(),
-            on_return=lambda result: self._decoded(index, signature, *result),
+            on_return=lambda result: self._decoded(key, signature, *result),
             on_finish=self._decode_finished,
         )
 
-    def _decoded(self, index: PlaneIndex, signature: bytes, masks: list, scores: list) -> None:
-        if index != self.session.current_plane() or signature != self.prompts_on(index).signature():
-            self._decode_again = True  # stale: the plane or the prompts changed meanwhile
+    def _decoded(self, key: tuple, signature: bytes, masks: list, scores: list) -> None:
+        index = key[-1]
+        if (
+            self.session.source is None
+            or key != self.session.embedding_key(self.session.current_plane())
+            or signature != self.prompts_on(index).signature()
+        ):
+            self._decode_again = True  # stale: the plane, image, model or prompts changed meanwhile
             return
         self._show_preview(Preview(index, signature, masks, scores))
         quality = ", ".join(f"{s:.2f}" for s in scores)
-        self.status.setText(f"Preview: {len(masks)} object(s), predicted IoU {quality}. Commit with C.")
+        self.status.setText(
+            f"Preview: {len(masks)} object(s), predicted IoU {quality}. Commit with C."
+        )
         if self._commit_waiting:
             self._write(self.preview)
 
@@ -321,44 +318,20 @@ class SegmentPanel(QWidget):
         elif self._commit_waiting and self.preview is None:
             self._commit_waiting = False  # the decoder failed: its error was shown
 
-    def _preview_layer(self) -> Labels | None:
-        for layer in self.viewer.layers:
-            if layer.metadata.get(ROLE) == "preview":
-                return layer
-        return None
-
     def _show_preview(self, preview: Preview | None) -> None:
         self.preview = preview
-        layer = self._preview_layer()
         if preview is None:
-            if layer is not None and layer.data.any():
-                layer.data = np.zeros_like(layer.data)
-            return
-        data = np.zeros(preview.masks[0].shape, dtype=np.uint8)
-        for k, mask in enumerate(preview.masks):
-            data[mask & (data == 0)] = k + 1
-        image = self.session.image_layer
-        scale, translate = image.scale[-2:], image.translate[-2:]
-        if (
-            layer is None
-            or layer.data.shape != data.shape
-            or not np.allclose(layer.scale, scale)
-            or not np.allclose(layer.translate, translate)
-        ):
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-            active = self.viewer.layers.selection.active
-            self.viewer.add_labels(
-                data, name=PREVIEW_NAME, opacity=0.6, scale=scale, translate=translate, metadata={ROLE: "preview"}
-            )
-            keep_active(self.viewer, active)
+            clear_preview(self.viewer)
         else:
-            layer.data = data
+            show_masks(self.viewer, self.session.image_layer, self.session.source, preview.masks)
+
+    def ensure_preview_layer(self) -> Labels:
+        return ensure_preview(self.viewer, self.session.image_layer, self.session.source)
 
     # ------------------------------------------------------------------ commit and undo
 
     def commit(self) -> None:
-        """Label the previewed object(s) with new ids; waits for the preview if it is being computed."""
+        """Label the previewed object(s) with new ids; waits for a preview being computed."""
         try:
             source = self.session.require_source()
             self.session.require_model()
@@ -366,18 +339,26 @@ class SegmentPanel(QWidget):
             prompts = self.prompts_on(index)
             if prompts.empty:
                 raise UserProblem(
-                    "No prompts on this slice: click on the object (layer 'SAM2 points'; T switches "
+                    "No prompts on this slice: click on the object (layer 'SAM2 points'; "
+                    "T switches "
                     "positive/negative) or draw a box (layer 'SAM2 boxes'), then commit."
                 )
             check_inside(prompts, source.plane_shape)
             layer = self.output.layer()
             if layer is not None and not matching_labels(source, layer):
-                raise UserProblem(f"The labels layer '{layer.name}' does not match the image's shape {source.labels_shape}.")
+                raise UserProblem(
+                    f"The labels layer '{layer.name}' does not match the image's shape "
+                    f"{source.labels_shape}."
+                )
         except (UserProblem, PromptProblem) as problem:
             _notify.error(str(problem))
             return
         current = self.preview
-        if current is not None and current.index == index and current.signature == prompts.signature():
+        if (
+            current is not None
+            and current.index == index
+            and current.signature == prompts.signature()
+        ):
             self._write(current)
         else:
             self._commit_waiting = True
@@ -388,7 +369,14 @@ class SegmentPanel(QWidget):
         self._commit_waiting = False
         source = self.session.source
         layer = self.output.target()
-        ids = commit_masks(layer, source, preview.index, preview.masks, next_label(layer), self.output.overwrite.isChecked())
+        ids = commit_masks(
+            layer,
+            source,
+            preview.index,
+            preview.masks,
+            next_label(layer),
+            self.output.overwrite.isChecked(),
+        )
         if not ids:
             _notify.warning(
                 "Nothing was committed: the object lies on pixels that are already labelled. Tick "

@@ -53,7 +53,9 @@ class Session:
 
     def require_model(self) -> SAM2Model:
         if self.model is None:
-            raise UserProblem("No model is loaded: choose one under 'Model' and press 'Load model'.")
+            raise UserProblem(
+                "No model is loaded: choose one under 'Model' and press 'Load model'."
+            )
         return self.model
 
     # ------------------------------------------------------------------ image

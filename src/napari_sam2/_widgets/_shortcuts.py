@@ -8,7 +8,11 @@ from typing import Any
 
 # (key, widget method, what it does); keys chosen to avoid napari's defaults for these layers.
 SHORTCUTS: tuple[tuple[str, str, str], ...] = (
-    ("T", "toggle_positive", "next click (or the selected clicks) positive ↔ negative"),
+    (
+        "T",
+        "toggle_positive",
+        "next click positive ↔ negative (in select mode: the selected clicks)",
+    ),
     ("C", "commit", "commit the preview as a new object"),
     ("Shift-C", "clear_prompts", "clear the prompts on this plane"),
     ("Control-Z", "undo", "undo the last change of the output labels"),
