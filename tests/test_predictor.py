@@ -93,9 +93,11 @@ def test_embeddings_are_kept_and_restored(predictor):
 
 
 def test_set_images_batches_like_one_by_one(predictor):
+    original = predictor.get_embedding()
     images = [np.random.default_rng(i).integers(0, 255, (80, 90, 3)).astype(np.uint8) for i in range(3)]
     batched = predictor.set_images(images, batch_size=2)
     single = [predictor.set_image(im) for im in images]
+    predictor.set_embedding(original)  # the fixture is shared by the other tests
     for a, b in zip(batched, single):
         torch.testing.assert_close(a.embedding, b.embedding, atol=1e-4, rtol=1e-4)
 
