@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
-CONFIG_ENV = "NAPARI_SAM2_CONFIG_DIR"
+from ..cache import CONFIG_ENV, config_dir  # noqa: F401 (re-exported for the widgets)
+
 FILENAME = "widgets.json"
-
-
-def config_dir() -> Path:
-    """$NAPARI_SAM2_CONFIG_DIR, else the platform's user config folder + /napari-sam2."""
-    override = os.environ.get(CONFIG_ENV)
-    if override:
-        return Path(override).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return base / "napari-sam2"
 
 
 def load() -> dict[str, Any]:
