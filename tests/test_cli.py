@@ -9,22 +9,8 @@ import sys
 import numpy as np
 import pytest
 import tifffile
-import torch
-
-from napari_sam2 import build_model
 from napari_sam2.api import propagate, run_session, segment_objects
 from napari_sam2.prompts import Prompt, PromptSession, PromptsFileError
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("sam2.1_hiera_test", device="cpu")
-    with torch.no_grad():
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    path = tmp_path_factory.mktemp("model") / "test_model.pt"
-    torch.save({"model": model.state_dict()}, path)
-    return path
 
 
 def cli(*args, check=True) -> subprocess.CompletedProcess:

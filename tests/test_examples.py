@@ -7,20 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
-from napari_sam2 import build_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("sam2.1_hiera_test", device="cpu")
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    torch.save({"model": model.state_dict()}, path)
-    return str(path)
 
 
 def load(name: str):
@@ -31,7 +19,7 @@ def load(name: str):
 
 
 def test_segment_nuclei(checkpoint):
-    labels = load("segment_nuclei").main(checkpoint)
+    labels = load("segment_nuclei").main(str(checkpoint))
     assert labels.shape == (384, 384) and labels.dtype == np.uint32
 
 
@@ -39,12 +27,12 @@ def test_track_cells_streams_to_tiff(checkpoint, tmp_path):
     import tifffile
 
     out = tmp_path / "tracks.tif"
-    labels = load("track_cells").main(checkpoint, str(out))
+    labels = load("track_cells").main(str(checkpoint), str(out))
     assert tifffile.imread(out).shape == labels.shape == (12, 192, 192)
 
 
 def test_segment_everything(checkpoint):
-    labels = load("segment_everything").main(checkpoint, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    labels = load("segment_everything").main(str(checkpoint), points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     assert labels.shape == (303, 384)
 
 

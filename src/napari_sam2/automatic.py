@@ -232,7 +232,7 @@ class AutomaticMaskGenerator:
             keep = iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
             prompts = keep.any(dim=1).nonzero().squeeze(1)
             if len(prompts) == 0:
-                empty = torch.zeros(0, *decoder_low_res_size(self.model), device=iou.device)
+                empty = torch.zeros(0, *self.model.sam_prompt_encoder.mask_input_size, device=iou.device)
                 return empty, iou.new_zeros(0), torch.zeros(0, dtype=torch.int64)
             upscaled = decoder.upscale(src[prompts], high_res)
             masks = decoder.mask_logits(upscaled, mask_tokens[prompts], range(1, decoder.num_mask_tokens))
@@ -311,10 +311,6 @@ class AutomaticMaskGenerator:
                 }
             )
         return records
-
-
-def decoder_low_res_size(model: SAM2Model) -> tuple[int, int]:
-    return model.sam_prompt_encoder.mask_input_size
 
 
 def _uncrop(data: _Masks, crop_box, hw) -> _Masks:

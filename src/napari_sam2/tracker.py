@@ -272,19 +272,17 @@ class StackTracker:
             for frame, state in [*obj.cond.items(), *obj.tracked.items()]:
                 if state.maskmem is None:
                     features = self._features(frame)
-                    state.maskmem = self._encode([state], features)[0]
+                    state.maskmem = self._encode(state, features)
             for frame in obj.cond:
                 obj.direction.setdefault(frame, False)
 
-    def _encode(self, states: list[_FrameState], features: ImageFeatures) -> list[torch.Tensor]:
-        """bf16 memories of several objects on one frame (prompted ones from binarised masks)."""
-        low_res = torch.cat([s.low_res for s in states])
-        scores = torch.cat([s.score for s in states])
-        binarize = states[0].from_prompt
-        embedding = features.embedding.expand(len(states), -1, -1, -1)
+    def _encode(self, state: _FrameState, features: ImageFeatures) -> torch.Tensor:
+        """The bf16 memory of one object on one frame (prompted frames from the binarised mask)."""
         with compute_precision(self.device, self.dtype):
-            maskmem, _ = self.model.encode_memory(embedding, self.model.upscale(low_res), scores, binarize=binarize)
-        return list(maskmem.to(torch.bfloat16).split(1))
+            maskmem, _ = self.model.encode_memory(
+                features.embedding, self.model.upscale(state.low_res), state.score, binarize=state.from_prompt
+            )
+        return maskmem.to(torch.bfloat16)
 
     @torch.inference_mode()
     def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool) -> TrackResult:
