@@ -20,16 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_sam2 import download, registry
+from napari_sam2 import checksums, registry, transfer
 from napari_sam2.checkpoint import CheckpointError
-from napari_sam2.download import (
-    DownloadError,
-    TextProgress,
-    download_checkpoint,
-    ensure_checkpoint,
-    resolve_hf_id,
-)
-from napari_sam2.progress import Cancelled
+from napari_sam2.download import DownloadError, download_checkpoint, ensure_checkpoint
+from napari_sam2.hf_hub import resolve_hf_id
+from napari_sam2.progress import Cancelled, TextProgress
 from napari_sam2.registry import OFFICIAL_CHECKPOINTS, CheckpointInfo, register_checkpoint
 
 FILENAME = "sam2.1_hiera_tiny.pt"
@@ -149,7 +144,7 @@ def _isolated(tmp_path, monkeypatch):
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(download, "_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(transfer, "_BACKOFF_SECONDS", 0.01)
     monkeypatch.setattr(registry, "_REGISTERED", {})
 
 
@@ -323,8 +318,8 @@ def test_cached_file_is_hashed_once_then_trusted(tmp_path, serve, checkpoint_byt
         replace(official, url=served.url, size=served.size, sha256=served.sha256),
     )
     hashes = []
-    real = download.sha256_file
-    monkeypatch.setattr(download, "sha256_file", lambda path: hashes.append(path) or real(path))
+    real = checksums.sha256_file
+    monkeypatch.setattr(checksums, "sha256_file", lambda path: hashes.append(path) or real(path))
 
     path = ensure_checkpoint("sam2.1_hiera_tiny")
     assert path.parent == tmp_path / "cache" and path.read_bytes() == checkpoint_bytes
@@ -469,9 +464,73 @@ def test_hugging_face_id_with_the_package(tmp_path, monkeypatch):
         ("lab/cells-sam2", "cells.pt", True),
     ]
     with pytest.raises(ValueError, match="pass filename="):
-        resolve_hf_id("lab/cells-sam2")
+        resolve_hf_id("lab/cells-sam2")  # offline: the repository cannot be listed
     with pytest.raises(DownloadError, match="cells.pt of someone/broken: Repository Not Found"):
         resolve_hf_id("someone/broken", filename="cells.pt")
+
+
+def _fake_hub(monkeypatch, files: dict[str, Path], listing: list[str] | None = None) -> list:
+    """A stand-in huggingface_hub whose downloads are files of this machine; returns its calls."""
+    calls = []
+    fake = types.ModuleType("huggingface_hub")
+
+    def hf_hub_download(repo_id, filename, local_files_only=False):
+        calls.append((repo_id, filename, local_files_only))
+        if filename not in files:
+            raise OSError(f"{filename} not found in {repo_id}")
+        return str(files[filename])
+
+    fake.hf_hub_download = hf_hub_download
+    if listing is not None:
+        fake.list_repo_files = lambda repo_id: calls.append(("list", repo_id)) or listing
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    return calls
+
+
+def test_load_model_takes_a_hugging_face_id_from_the_hub(tmp_path, monkeypatch, checkpoint):
+    from napari_sam2 import load_model
+
+    data = checkpoint.read_bytes()
+    register_checkpoint(
+        CheckpointInfo(
+            "sam2.1_hiera_test",
+            "cells-test.pt",
+            "http://127.0.0.1:9/cells-test.pt",  # never asked: the Hub provides the file
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            name="cells-test",
+            hf_repo="lab/cells-test",
+        )
+    )
+    calls = _fake_hub(monkeypatch, {"cells-test.pt": checkpoint})
+    model = load_model("lab/cells-test", device="cpu")
+    assert model.config.name == "sam2.1_hiera_test"
+    assert calls == [("lab/cells-test", "cells-test.pt", False)]
+
+    cached = tmp_path / "cache" / "cells-test.pt"  # once in napari-sam2's cache, the Hub is not asked
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data)
+    load_model("lab/cells-test", device="cpu")
+    assert len(calls) == 1
+
+    calls = _fake_hub(monkeypatch, {"cells.pt": checkpoint}, listing=["README.md", "cells.pt"])
+    model = load_model("someone/sam2-cells", device="cpu")  # unknown: its only .pt file
+    assert model.config.name == "sam2.1_hiera_test"
+    assert calls == [("list", "someone/sam2-cells"), ("someone/sam2-cells", "cells.pt", False)]
+    _fake_hub(monkeypatch, {}, listing=["a.pt", "b.pt"])
+    with pytest.raises(ValueError, match="a.pt, b.pt: pass filename="):
+        load_model("someone/two-models", device="cpu")
+
+
+def test_load_model_hugging_face_id_without_the_package(monkeypatch):
+    from napari_sam2 import load_model
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(CheckpointError, match="pip install huggingface_hub"):
+        load_model("someone/sam2-cells")
+    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")  # an official id still works from the cache
+    with pytest.raises(DownloadError, match=r"Offline mode.*sam2\.1_hiera_tiny\.pt"):
+        load_model("facebook/sam2.1-hiera-tiny")
 
 
 def test_text_progress_prints_tenths_and_the_end():

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.image_input import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageInputError,
-    Normalization,
+from napari_sam2.coordinates import (
     napari_box_to_xyxy,
     napari_to_xy,
-    prepare_image,
     scale_boxes,
     scale_points,
-    to_model_input,
     xy_to_napari,
 )
+from napari_sam2.image_checks import ImageInputError
+from napari_sam2.image_input import IMAGENET_MEAN, IMAGENET_STD, prepare_image, to_model_input
+from napari_sam2.normalization import Normalization
 
 
 def disk_image(h=96, w=128, bg: float = 1000, levels=(3000, 5000), dtype=np.uint16) -> np.ndarray:

@@ -17,7 +17,8 @@ import torch
 
 from napari_sam2 import load_model
 from napari_sam2.automatic import AutomaticMaskGenerator
-from napari_sam2.image_input import Normalization, prepare_image
+from napari_sam2.image_input import prepare_image
+from napari_sam2.normalization import Normalization
 from napari_sam2.predictor import ImagePredictor
 
 from .oracle import build_oracle, requires_oracle, save_official_checkpoint

@@ -238,7 +238,7 @@ def test_bad_prompts(model):
 
 
 def test_wrong_dimensionality():
-    from napari_sam2.image_input import ImageInputError
+    from napari_sam2.image_checks import ImageInputError
 
     with pytest.raises(ImageInputError, match="stack must be"):
         FrameSource(np.zeros((64, 64)))

@@ -20,6 +20,7 @@ from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_sam2 import build_model  # noqa: E402
 from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
+from napari_sam2._widgets._propagate_panel import FROM_LABELS  # noqa: E402
 
 TIMEOUT = 60_000
 MAX_GAP = 0.2  # seconds the GUI thread may go without processing a timer event
@@ -236,7 +237,7 @@ def test_propagate_objects_labelled_on_this_plane(make_napari_viewer, qtbot, mod
     user[3, 0:5, 0:5] = 2  # painted elsewhere: must survive
     labels = viewer.add_labels(user.copy(), name="mine")
     widget.output_panel.combo.set_layer(labels)
-    widget.propagate_panel.source_combo.setCurrentIndex(1)
+    widget.propagate_panel.set_source_choice(FROM_LABELS)
     with qtbot.waitSignal(widget.propagate_panel.job.finished, timeout=TIMEOUT):
         widget.propagate()
     [tracker] = fake_tracker.made
@@ -257,10 +258,11 @@ def test_propagation_misuse_is_explained_and_changes_nothing(
     boxes = widget.segment_panel.boxes
     for r in (10, 50):
         boxes.add_rectangles(np.array([[0, r, 10], [0, r, 30], [0, r + 20, 30], [0, r + 20, 10]]))
+    widget.segment_panel.points.add([3, 40, 40])  # and a click for a new object on another plane
     widget.propagate()
-    assert "follows one object" in notes[-1]
+    assert "follow one new object" in notes[-1]
     boxes.data = []
-    widget.propagate_panel.source_combo.setCurrentIndex(1)
+    widget.propagate_panel.set_source_choice(FROM_LABELS)
     widget.propagate()
     assert "commit objects on this plane first" in notes[-1]
     assert [layer.name for layer in viewer.layers] == before

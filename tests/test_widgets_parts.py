@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.image_input import ImageInputError
+from napari_sam2.image_checks import ImageInputError
 from napari_sam2.predictor import ImageEmbedding
 
 pytest.importorskip("napari")
@@ -17,7 +17,12 @@ from napari_sam2._widgets import _settings  # noqa: E402
 from napari_sam2._widgets._embedding_cache import EmbeddingCache  # noqa: E402
 from napari_sam2._widgets._image_source import ImageSource  # noqa: E402
 from napari_sam2._widgets._labels import StagedWrites, commit_masks  # noqa: E402
-from napari_sam2._widgets._prompt_model import PromptProblem, check_inside, group_prompts  # noqa: E402
+from napari_sam2._widgets._prompt_model import (  # noqa: E402
+    PromptProblem,
+    assign_new_ids,
+    check_inside,
+    group_prompts,
+)
 
 # ------------------------------------------------------------------ image axes
 
@@ -117,6 +122,41 @@ def test_prompts_are_grouped_by_plane_and_box():
     assert three.signature() != one.signature()
 
 
+def test_tagged_prompts_and_masks_make_their_own_objects():
+    source = ImageSource(np.zeros((3, 40, 40)), stack_dim=0)
+    points = np.array([[0, 5, 5], [0, 6, 6], [0, 30, 30], [0, 12, 12]])
+    rect = np.array([[0, 10, 10], [0, 10, 20], [0, 20, 20], [0, 20, 10]])
+    planes = group_prompts(source, points, [1, 0, 1, 1], [rect], [4, 4, 0, 0], [0])
+    mask = np.zeros((40, 40), bool)
+    mask[1:3, 1:3] = True
+    prompts = planes[(0,)].with_masks({9: mask})
+    tagged_four, tagged_nine, new = prompts.objects()
+    assert tagged_four.obj_id == 4 and list(tagged_four.labels) == [1, 0]
+    assert tagged_nine.obj_id == 9 and len(tagged_nine.points) == 0 and tagged_nine.mask is mask
+    assert new.obj_id is None and new.box is not None and len(new.points) == 1  # (12, 12) inside
+    assert prompts.signature() != planes[(0,)].signature()
+    two_boxes = group_prompts(source, np.zeros((0, 3)), [], [rect, rect + [0, 5, 5]], None, [4, 4])
+    with pytest.raises(PromptProblem, match="Object 4 has 2 boxes"):
+        two_boxes[(0,)].objects()
+    untagged = group_prompts(source, np.zeros((0, 3)), [], [rect, rect + [0, 5, 5]])[(0,)]
+    with pytest.raises(PromptProblem, match="the mask would fit any of them"):
+        untagged.with_masks({0: mask}).objects()
+
+
+def test_new_objects_get_ids_by_the_rules_of_commit_and_propagation():
+    one = group_prompts(ImageSource(np.zeros((3, 40, 40)), stack_dim=0), np.array([[0, 5, 5]]), [1], [])
+    obj = one[(0,)].objects()[0]
+    assert assign_new_ids({(0,): [obj, obj], (2,): [obj]}, 5, across_planes=False) == [
+        ((0,), 5, obj), ((0,), 6, obj), ((2,), 7, obj)
+    ]
+    assert assign_new_ids({(0,): [obj], (2,): [obj]}, 5, across_planes=True) == [
+        ((0,), 5, obj), ((2,), 5, obj)
+    ]
+    assert [i for _, i, _ in assign_new_ids({(1,): [obj, obj]}, 5, across_planes=True)] == [5, 6]
+    with pytest.raises(PromptProblem, match="follow one new object"):
+        assign_new_ids({(0,): [obj, obj], (2,): [obj]}, 5, across_planes=True)
+
+
 def test_prompts_outside_the_image_are_refused():
     source = ImageSource(np.zeros((40, 50)))
     planes = group_prompts(source, np.array([[10, 80]]), np.array([True]), [])
@@ -150,11 +190,11 @@ def test_commit_fills_background_only_and_is_one_undo_step():
     layer.data[1, 5:10, 5:10] = 7  # the user's label
     mask = np.zeros((20, 20), bool)
     mask[0:8, 0:8] = True
-    assert commit_masks(layer, source, (1,), [mask], 8) == [8]
+    assert commit_masks(layer, source, (1,), [mask], [8]) == [8]
     assert (layer.data[1, 5:10, 5:10] == 7).all() and (layer.data[1] == 8).sum() == 64 - 9
     layer.undo()
     assert layer.data.max() == 7 and (layer.data == 7).sum() == 25
-    assert commit_masks(layer, source, (1,), [np.zeros((20, 20), bool)], 8) == []
+    assert commit_masks(layer, source, (1,), [np.zeros((20, 20), bool)], [8]) == []
 
 
 def test_staged_writes_become_one_undo_step_and_spare_later_edits():
@@ -170,6 +210,26 @@ def test_staged_writes_become_one_undo_step_and_spare_later_edits():
     assert (layer.data == 5).sum() == 3 * 16 - 1
     layer.undo()
     assert (layer.data == 5).sum() == 0 and layer.data[2, 2, 2] == 9
+
+
+def test_rewritten_objects_move_and_one_undo_restores_what_was_there():
+    source = ImageSource(np.zeros((2, 20, 20)), stack_dim=0)
+    layer = Labels(np.zeros((2, 20, 20), np.uint32))
+    layer.data[0, 0:4, 0:4] = 3  # committed before; the run re-tracks object 3
+    layer.data[0, 15:, 15:] = 8  # someone else's
+    before = layer.data.copy()
+    writes = StagedWrites(layer, source)
+    first = np.zeros((1, 20, 20), bool)
+    first[0, 2:6, 2:6] = True
+    second = np.zeros((1, 20, 20), bool)
+    second[0, 10:14, 10:18] = True
+    writes.write((0,), [3], first)
+    writes.write((0,), [3], second)  # the same frame again ('both' visits the start twice)
+    np.testing.assert_array_equal(layer.data[0] == 3, second[0] & (before[0] != 8))
+    assert (layer.data[0] == 8).sum() == 25
+    writes.finish()
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
 
 
 def test_settings_round_trip(tmp_path, monkeypatch):

@@ -22,14 +22,16 @@ _EXPORTS = {
     "Prediction": "predictor",
     "PromptError": "predictor",
     "AutomaticMaskGenerator": "automatic",
-    "Normalization": "image_input",
-    "ImageInputError": "image_input",
+    "Normalization": "normalization",
+    "ImageInputError": "image_checks",
     "Cancelled": "progress",
     "StackTracker": "tracker",
     "TrackResult": "tracker",
     "FrameSource": "frames",
     "LabelWriter": "label_writer",
     "PromptSession": "prompts",
+    "run_batch": "batch.run",
+    "BatchSummary": "batch.summary",
     "ensure_checkpoint": "download",
     "DownloadError": "download",
 }
@@ -39,7 +41,8 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .automatic import AutomaticMaskGenerator
     from .checkpoint import CheckpointError
-    from .image_input import ImageInputError, Normalization
+    from .image_checks import ImageInputError
+    from .normalization import Normalization
     from .loading import build_model, load_model
     from .modeling.config import PRESETS, SAM2Config
     from .modeling.sam2 import SAM2Model
@@ -48,6 +51,8 @@ if TYPE_CHECKING:
     from .frames import FrameSource
     from .label_writer import LabelWriter
     from .progress import Cancelled
+    from .batch.run import run_batch
+    from .batch.summary import BatchSummary
     from .prompts import PromptSession
     from .tracker import StackTracker, TrackResult
 

@@ -1,19 +1,21 @@
 """One-call functions for scripts and notebooks: arrays (or napari layers) in, label images out.
 
-Points are (x, y) and boxes (x0, y0, x1, y1) in pixels; use `image_input.napari_to_xy` for
+Points are (x, y) and boxes (x0, y0, x1, y1) in pixels; use `coordinates.napari_to_xy` for
 napari's (row, col). For fine control use ImagePredictor, AutomaticMaskGenerator, StackTracker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .image_input import Normalization
 from .label_writer import LabelWriter
 from .modeling.sam2 import SAM2Model
+from .normalization import Normalization
+from .object_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks, segment_object
 from .progress import Cancelled, ProgressCallback, StopCheck
 from .prompts import Prompt, PromptSession, PromptsFileError
 
@@ -35,7 +37,9 @@ def _model(model: SAM2Model | str | None, device: str = "auto") -> SAM2Model:
     return load_model(model, device=device)
 
 
-def _normalization(spec: dict | str | Normalization | None, data: Any, channels=None):
+def _normalization(
+    spec: dict | str | Normalization | None, data: Any, channels=None, channel_axis: int | None = None
+):
     """A Normalization from a prompts-file entry (or an object already), sampled from `data`."""
     if spec is None or isinstance(spec, Normalization):
         return spec
@@ -49,7 +53,9 @@ def _normalization(spec: dict | str | Normalization | None, data: Any, channels=
     if method in ("auto", "percentiles"):
         if method == "auto" and np.dtype(data.dtype) == np.uint8 and data.shape[-1] in (3, 4):
             return "auto"
-        return Normalization.from_percentiles(data, spec.get("low", 1.0), spec.get("high", 99.8), channels=channels)
+        return Normalization.from_percentiles(
+            data, spec.get("low", 1.0), spec.get("high", 99.8), channels=channels, channel_axis=channel_axis
+        )
     raise PromptsFileError(f"unknown normalization method {method!r}: use auto, percentiles, limits or none.")
 
 
@@ -77,38 +83,40 @@ def segment_objects(
     precision: str = "auto",
     normalization: str | Normalization | None = "auto",
     stack_axis: int | None = None,
+    channels: Sequence[int] | None = None,
+    channel_axis: int | None = None,
 ) -> np.ndarray:
     """One mask per object and prompted frame (no propagation), as a label image or volume.
 
     session: a PromptSession, or {object id: [{"frame": 0, "points": [[x, y]], "labels": [1],
-    "box": [...]}, ...]}. A 2-D image ignores `frame`; a stack needs `stack_axis`.
+    "box": [...], "mask": ...}, ...]}. A 2-D image ignores `frame`; a stack needs `stack_axis`.
+    channels / channel_axis: as for `prepare_image` (channel_axis counts in `image`'s axes).
     """
     from .predictor import ImagePredictor
 
     session = _session(session)
-    data = as_array(image)
+    data, stack_axis = _channels_last(as_array(image), stack_axis, channel_axis)
     predictor = ImagePredictor(_model(model), precision=precision)
     is_stack = stack_axis is not None
     norm = normalization
     if is_stack:
         data = np.moveaxis(np.asarray(data), stack_axis, 0)
         if normalization == "auto" and data.dtype != np.uint8:
-            norm = Normalization.from_percentiles(data)  # one normalisation for the whole stack
+            # one normalisation for the whole stack
+            norm = Normalization.from_percentiles(data, channels=channels)
     frames = sorted({p.frame for o in session.objects for p in o.prompts}) if is_stack else [0]
     shape = data.shape[1:3] if is_stack else data.shape[:2]
     labels = np.zeros((len(data), *shape) if is_stack else shape, dtype=np.uint32)
     for frame in frames:
-        predictor.set_image(data[frame] if is_stack else data, normalization=norm)
+        predictor.set_image(data[frame] if is_stack else data, normalization=norm, channels=channels)
         target = labels[frame] if is_stack else labels
         for obj in session.objects:
             prompts = [p for p in obj.prompts if p.frame == frame or not is_stack]
             if not prompts:
                 continue
-            points, point_labels, box = _merge(prompts)
-            single_click = box is None and points is not None and len(points) == 1
-            result = predictor.predict(points=points, labels=point_labels, box=box, multimask_output=single_click)
-            mask = result.masks[result.best]
-            target[mask & (target == 0)] = obj.id
+            points, point_labels, box, mask = _merged(session, prompts, shape)
+            found, _ = segment_object(predictor, points, point_labels, box, mask)
+            target[found & (target == 0)] = obj.id
     return labels
 
 
@@ -124,25 +132,38 @@ def propagate(
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     overwrite: bool = False,
+    channels: Sequence[int] | None = None,
+    channel_axis: int | None = None,
 ) -> np.ndarray:
     """Track the prompted objects through a stack into a label volume (N, H, W).
 
     out: an array to write into, or a .tif path to stream to (a memory-mapped TIFF, so long
-    movies never sit in memory); default a new array. Stopping keeps the frames done.
+    movies never sit in memory); default a new array. Stopping keeps the frames done. A frame
+    where an object is given by a mask alone keeps that mask exactly.
     """
     from .tracker import StackTracker
 
     session = _session(session)
     data = as_array(stack)
-    tracker = StackTracker(_model(model), data, precision=precision, normalization=normalization, axis=stack_axis)
+    tracker = StackTracker(
+        _model(model), data, precision=precision, normalization=normalization, axis=stack_axis,
+        channels=channels, channel_axis=channel_axis,
+    )
     n = tracker.num_frames
     volume = _output_volume(out, (n, *tracker.frame_hw), overwrite)
+    given: GivenMasks = {}
     for obj in session.objects:
-        for prompt in obj.prompts:
-            _add(tracker, session, obj.id, prompt)
+        for frame in sorted({p.frame for p in obj.prompts}):
+            prompts = [p for p in obj.prompts if p.frame == frame]
+            points, labels, box, mask = _merged(session, prompts, tracker.frame_hw)
+            add_to_tracker(tracker, frame, obj.id, points, labels, box, mask)
+            if is_given_mask(points, box, mask):
+                given[(frame, obj.id)] = mask
     writer = LabelWriter(volume)
     total = n + (1 if direction == "both" else 0)
-    for done, _ in enumerate(tracker.propagate(direction, writer=writer), start=1):
+    for done, result in enumerate(tracker.propagate(direction), start=1):
+        keep_given_masks(result, given)
+        writer.write(result.frame, result.obj_ids, result.masks)
         if progress is not None:
             progress(done, total)
         if should_stop is not None and should_stop():
@@ -159,8 +180,18 @@ def run_session(
     out: np.ndarray | str | Path | None = None,
     progress: ProgressCallback | None = None,
     overwrite: bool = False,
+    *,
+    mode: str | None = None,
+    stack_axis: int | None = None,
+    direction: str | None = None,
+    precision: str | None = None,
+    device: str = "auto",
 ) -> np.ndarray:
-    """Replay a prompts file: the same image, model, normalisation and prompts give the same labels."""
+    """Replay a prompts file: the same image, model, normalisation and prompts give the same labels.
+
+    The keyword arguments override the file's choices (None keeps them): mode 'segment' or
+    'propagate', the stack axis, the direction and the precision.
+    """
     if not isinstance(session, PromptSession):
         session = PromptSession.load(session)
     if image is None:
@@ -168,24 +199,36 @@ def run_session(
         if not path:
             raise PromptsFileError("the prompts file names no image: pass image=...")
         image = _read_image(Path(session.image.get("base", ".")) / path)
-    data = as_array(image)
+    spec = session.image
+    data, axis, channel_axis = _at_position(
+        as_array(image),
+        spec.get("position") or {},
+        spec.get("stack_axis") if stack_axis is None else stack_axis,
+        spec.get("channel_axis"),
+    )
     if model is None:
-        model = _model_from_session(session)
-    axis = session.image.get("stack_axis")
-    channels = session.image.get("channels")
-    norm = _normalization(session.normalization, data, channels)
-    precision = session.model.get("precision", "auto")
-    if session.mode == "segment" or axis is None:
-        return segment_objects(data, session, model, precision, norm, stack_axis=axis)
-    direction = session.propagation.get("direction", "both")
-    return propagate(data, session, model, out, direction, precision, norm, axis, progress, overwrite=overwrite)
+        model = _model_from_session(session, device)
+    channels = spec.get("channels")
+    norm = _normalization(session.normalization, data, channels, channel_axis)
+    precision = precision or session.model.get("precision") or "auto"
+    if mode is None:  # the file's mode; a file without a stack axis segments its one image
+        mode = "segment" if axis is None else session.mode
+    if mode == "segment":
+        return segment_objects(data, session, model, precision, norm, axis, channels, channel_axis)
+    direction = direction or session.propagation.get("direction", "both")
+    return propagate(
+        data, session, model, out, direction, precision, norm, 0 if axis is None else axis,
+        progress, overwrite=overwrite, channels=channels, channel_axis=channel_axis,
+    )
 
 
-def _model_from_session(session: PromptSession) -> SAM2Model:
+def _model_from_session(session: PromptSession, device: str = "auto") -> SAM2Model:
     from .loading import load_model
 
     spec = session.model
-    return load_model(spec.get("checkpoint") or spec.get("name"), image_size=spec.get("image_size"))
+    return load_model(
+        spec.get("checkpoint") or spec.get("name"), image_size=spec.get("image_size"), device=device
+    )
 
 
 def _session(session: PromptSession | dict) -> PromptSession:
@@ -199,6 +242,7 @@ def _session(session: PromptSession | dict) -> PromptSession:
 
 
 def _merge(prompts: list[Prompt]):
+    """Clicks (with their labels) and the last box of several prompts of one object and frame."""
     points, labels, box = [], [], None
     for p in prompts:
         if p.points:
@@ -209,13 +253,47 @@ def _merge(prompts: list[Prompt]):
     return (points or None), (labels or None), box
 
 
+def _merged(session: PromptSession, prompts: list[Prompt], frame_hw: tuple[int, int]):
+    """`_merge` plus the union of the prompts' masks (None without masks)."""
+    points, labels, box = _merge(prompts)
+    mask = None
+    for p in prompts:
+        if p.mask is not None:
+            one = session.mask_array(p, tuple(frame_hw))
+            mask = one if mask is None else mask | one
+    return points, labels, box, mask
+
+
 def _add(tracker, session: PromptSession, obj_id: int, prompt: Prompt) -> None:
-    if prompt.mask is not None:
-        tracker.add_mask(prompt.frame, obj_id, session.mask_array(prompt, tracker.frame_hw))
-    elif prompt.box is not None:
-        tracker.add_box(prompt.frame, obj_id, prompt.box, prompt.points, prompt.labels)
-    else:
-        tracker.add_points(prompt.frame, obj_id, prompt.points, prompt.labels, clear=False)
+    """Prompt the tracker with one entry of a prompts file."""
+    mask = None if prompt.mask is None else session.mask_array(prompt, tracker.frame_hw)
+    add_to_tracker(tracker, prompt.frame, obj_id, prompt.points, prompt.labels, prompt.box, mask)
+
+
+def _channels_last(data: Any, stack_axis: int | None, channel_axis: int | None):
+    """`data` with its channel axis (if any) moved last, and the stack axis renumbered."""
+    if channel_axis is None:
+        return data, stack_axis
+    ndim = len(data.shape)
+    channel_axis %= ndim
+    if stack_axis is not None:
+        stack_axis %= ndim
+        stack_axis -= stack_axis > channel_axis
+    return np.moveaxis(np.asarray(data), channel_axis, -1), stack_axis
+
+
+def _at_position(data: Any, position: dict, stack_axis: int | None, channel_axis: int | None):
+    """The sub-array at fixed indices of some axes ({axis: index}, e.g. the time point of a 4-D
+    (T, Z, Y, X) session tracked along Z), with the stack and channel axes renumbered."""
+    fixed = {int(axis): int(index) for axis, index in position.items()}
+    if not fixed:
+        return data, stack_axis, channel_axis
+    key = tuple(fixed.get(axis, slice(None)) for axis in range(len(data.shape)))
+
+    def renumber(axis: int | None) -> int | None:
+        return None if axis is None else axis - sum(1 for f in fixed if f < axis)
+
+    return data[key], renumber(stack_axis), renumber(channel_axis)
 
 
 def _output_volume(out, shape: tuple[int, ...], overwrite: bool):

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .image_input import Normalization, prepare_image
+from .image_input import prepare_image
+from .normalization import Normalization
 from .mask_utils import (
     area_from_rle,
     batched_box_nms,

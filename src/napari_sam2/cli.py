@@ -21,9 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
         p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
 
-    demo = sub.add_parser("demo", help="segment a synthetic fluorescence image, offline")
+    demo = sub.add_parser(
+        "demo",
+        help="segment and track cells of a synthetic time-lapse, offline (opens napari if there is a display)",
+    )
     model_options(demo)
     demo.add_argument("--out", default="napari-sam2-demo", help="folder for the outputs")
+    demo.add_argument("--headless", action="store_true", help="never open napari, even with a display")
 
     models = sub.add_parser("models", help="list model presets, show what a checkpoint file is, download one")
     models.add_argument("checkpoint", nargs="?", help="a .pt file to inspect")
@@ -49,10 +53,63 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("image", help="image or stack file (TIFF or common formats)")
         p.add_argument("--prompts", required=True, help="prompts file (.json, or .csv with object,frame,x,y,label)")
         p.add_argument("--out", required=True, help="output label TIFF")
-        p.add_argument("--axis", type=int, default=0 if name == "propagate" else None, help="stack axis")
+        p.add_argument("--axis", type=int, default=None, help="stack axis (default: the prompts file's)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
         if name == "propagate":
-            p.add_argument("--direction", default="both", choices=["both", "forward", "backward"])
+            p.add_argument("--direction", default=None, choices=["both", "forward", "backward"],
+                           help="default: the prompts file's, else both")
+        p.set_defaults(precision=None)  # the prompts file's model and precision unless given
+
+    train = sub.add_parser(
+        "train",
+        help="fine-tune a model on labelled images (or train one from scratch); resumes when run again",
+        description="Train into RUN_DIR: best.pt (official checkpoint format) and best.json (metadata) "
+        "appear there; running the same command again resumes an interrupted run.",
+    )
+    train.add_argument("run_dir", help="folder for checkpoints, logs and the best model")
+    train.add_argument("--model", default=None, help="model to fine-tune: preset or checkpoint file (default: built-in)")
+    train.add_argument("--from-scratch", metavar="PRESET", help="start from random weights of this architecture instead")
+    train.add_argument("--images", help="folder of images (TIFF, PNG, ...); 3-D files are stacks")
+    train.add_argument("--labels", help="folder of label images with the same file names")
+    train.add_argument("--synthetic", action="store_true", help="train on synthetic microscopy (default without --images)")
+    train.add_argument("--trainable", default="all", choices=["decoder", "decoder+memory", "all"], help="what learns")
+    train.add_argument("--steps", type=int, default=2000)
+    train.add_argument("--images-per-step", type=int, default=8)
+    train.add_argument("--objects-per-image", type=int, default=8)
+    train.add_argument("--video-every", type=int, default=2, help="a video clip every N steps (0: images only)")
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--focal-weight", type=float, default=20.0, help="focal : dice weight (SAM 2: 20; from scratch: 1)")
+    train.add_argument("--eval-every", type=int, default=250)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    evaluate = sub.add_parser("evaluate", help="measure a model on held-out synthetic microscopy (the shipped-model table)")
+    evaluate.add_argument("--model", default=None, help="preset or checkpoint file (default: built-in)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
+
+    batch = sub.add_parser(
+        "batch",
+        help="segment or track many images and stacks, on this machine or a dask cluster; resumes when run again",
+        description="Label TIFFs (<name>_labels.tif) and batch_summary.csv/.json go to --out; inputs whose "
+        "outputs are complete are skipped, so running the same command again resumes. See docs/batch.md.",
+    )
+    model_options(batch)
+    batch.add_argument("inputs", nargs="+", help="image files, stacks, folders or glob patterns")
+    batch.add_argument("--out", required=True, help="output folder")
+    batch.add_argument("--mode", default="everything", choices=["everything", "prompts", "propagate"],
+                       help="segment everything, the objects of prompts files, or track through stacks")
+    batch.add_argument("--prompts", help="prompts file for inputs without their own <name>.prompts.json")
+    batch.add_argument("--direction", default="both", choices=["both", "forward", "backward"])
+    batch.add_argument("--points-per-side", type=int, default=32)
+    batch.add_argument("--pred-iou-thresh", type=float, default=0.8)
+    batch.add_argument("--stability-score-thresh", type=float, default=0.95)
+    batch.add_argument("--min-area", type=int, default=0, help="fill holes / remove specks up to this area")
+    batch.add_argument("--crop-layers", type=int, default=0)
+    batch.add_argument("--batch-size", type=int, help="images per image-encoder pass (default: what fits in memory)")
+    batch.add_argument("--scheduler", metavar="ADDRESS", help="run on this dask scheduler (tcp://host:8786)")
+    batch.add_argument("--local-cluster", type=int, metavar="N", help="run on a local dask cluster of N worker processes")
+    batch.add_argument("--overwrite", action="store_true", help="redo every input, replacing existing outputs")
 
     bench = sub.add_parser("benchmark", help="time embedding, prompting and tracking on this machine")
     model_options(bench)
@@ -63,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .checkpoint import CheckpointError
-    from .image_input import ImageInputError
+    from .image_checks import ImageInputError
     from .progress import Cancelled
     from .prompts import PromptsFileError
 
@@ -74,9 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prompt": _prompt,
         "propagate": _propagate,
         "benchmark": _benchmark,
+        "batch": _batch,
+        "train": _train,
+        "evaluate": _evaluate,
     }
     try:
-        handlers[args.command](args)
+        return handlers[args.command](args) or 0
     except KeyboardInterrupt:
         print("\nnapari-sam2: interrupted", file=sys.stderr)
         return 130
@@ -113,8 +173,16 @@ def _load(args):
 
 
 def _demo(args) -> None:
-    from .demo import run_demo
+    from .demo import has_display, run_demo
 
+    if not args.headless and has_display():
+        try:
+            from ._widgets._demo_viewer import open_demo_viewer
+        except ImportError as err:  # napari not installed: the headless demo still runs
+            print(f"napari-sam2: napari is not available ({err}); running the headless demo", file=sys.stderr)
+        else:
+            open_demo_viewer(args.model)
+            return
     run_demo(args.model, args.out, args.device, args.precision)
 
 
@@ -179,7 +247,7 @@ def _write_labels(path: Path, labels) -> None:
     import tifffile
 
     partial = path.with_name(path.name + ".part")
-    tifffile.imwrite(partial, labels, compression="zlib")
+    tifffile.imwrite(partial, labels, compression="zlib", photometric="minisblack")
     partial.replace(path)
 
 
@@ -188,7 +256,7 @@ def _segment(args) -> None:
 
     from .api import _read_image
     from .automatic import AutomaticMaskGenerator
-    from .image_input import Normalization
+    from .normalization import Normalization
 
     files = _image_files(args.inputs)
     out = Path(args.out)
@@ -216,20 +284,30 @@ def _segment(args) -> None:
         print(f"{source} -> {target}: {int(labels.max())} objects")
 
 
+def _replay_options(args) -> dict:
+    """What the command line overrides of a prompts file (None keeps the file's choice)."""
+    return {
+        "model": None if args.model is None else _load(args),
+        "stack_axis": args.axis,
+        "precision": args.precision,
+        "device": args.device,
+    }
+
+
 def _prompt(args) -> None:
-    from .api import _read_image, segment_objects
+    from .api import _read_image, run_session
     from .prompts import PromptSession
 
     session = PromptSession.load(args.prompts)
     target = _output_path(Path(args.out), args.overwrite)
     image = _read_image(Path(args.image))
-    labels = segment_objects(image, session, _load(args), args.precision, stack_axis=args.axis)
+    labels = run_session(session, image, mode="segment", **_replay_options(args))
     _write_labels(target, labels)
     print(f"{args.image} -> {target}: {len(session.objects)} objects")
 
 
 def _propagate(args) -> None:
-    from .api import _read_image, propagate
+    from .api import _read_image, run_session
     from .prompts import PromptSession
 
     session = PromptSession.load(args.prompts)
@@ -238,10 +316,80 @@ def _propagate(args) -> None:
     partial = target.with_name(target.name + ".part")
     partial.unlink(missing_ok=True)
     image = _read_image(Path(args.image))
-    propagate(image, session, _load(args), out=partial, direction=args.direction, precision=args.precision,
-              stack_axis=args.axis, progress=_Bar("propagate"))
+    run_session(session, image, out=partial, progress=_Bar("propagate"), mode="propagate",
+                direction=args.direction, **_replay_options(args))
     partial.replace(target)
     print(f"{args.image} -> {target}: {len(session.objects)} objects tracked")
+
+
+def _train(args) -> None:
+    import torch
+
+    from .loading import build_model, load_model
+    from .training import FolderData, SyntheticData, TrainConfig, Trainer
+
+    if bool(args.images) != bool(args.labels):
+        raise ValueError("give both --images and --labels (folders with label images of the same names).")
+    if args.images and args.synthetic:
+        raise ValueError("choose either --images/--labels or --synthetic.")
+    config = TrainConfig(
+        steps=args.steps, trainable=args.trainable, images_per_step=args.images_per_step,
+        objects_per_image=args.objects_per_image, video_every=args.video_every, lr=args.lr,
+        eval_every=args.eval_every, seed=args.seed, focal_weight=args.focal_weight,
+    )
+    torch.manual_seed(config.seed)
+    if args.from_scratch:
+        from .training.init import init_from_scratch
+
+        model = init_from_scratch(build_model(args.from_scratch, device=args.device))
+        base = f"random {args.from_scratch}"
+    else:
+        model = load_model(args.model, device=args.device)
+        base = str(args.model or model.config.name)
+    validation = None
+    if args.images:
+        data, validation = FolderData(args.images, args.labels).split()
+    else:
+        data = SyntheticData((model.image_size, model.image_size))
+    trainer = Trainer(model, data, args.run_dir, config, validation=validation, base_model=base)
+    if trainer.step:
+        print(f"resuming {args.run_dir} at step {trainer.step}", file=sys.stderr)
+    bar = _Bar("train")
+
+    def progress(step: int, steps: int, stats: dict) -> None:
+        bar.label = f"train loss {stats['loss']:.3f}"
+        bar(step, steps)
+
+    meta = trainer.run(progress)
+    print(f"best model: {Path(args.run_dir) / 'best.pt'} (step {meta['best_step']}, validation score {meta['best_validation_score']:.3f})")
+
+
+def _evaluate(args) -> None:
+    import json
+
+    from .training.evaluate import full_report
+
+    report = full_report(_load(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _batch(args) -> int:
+    from .batch import BatchProgress, run_batch
+
+    summary = run_batch(
+        args.inputs, args.out, mode=args.mode, model=args.model, prompts=args.prompts,
+        direction=args.direction, device=args.device, precision=args.precision,
+        batch_size=args.batch_size, scheduler=args.scheduler, local_cluster=args.local_cluster or False,
+        overwrite=args.overwrite, progress=BatchProgress(), points_per_side=args.points_per_side,
+        pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
+        min_mask_region_area=args.min_area, crop_n_layers=args.crop_layers,
+    )
+    for result in summary.failed:
+        print(f"failed: {result.input}: {result.error}")
+    print(summary.line())
+    print(f"summary: {summary.csv_path}")
+    return 1 if summary.failed else 0
 
 
 def _benchmark(args) -> None:

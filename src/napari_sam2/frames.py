@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .image_input import ImageInputError, Normalization, prepare_image
+from .image_checks import ImageInputError
+from .image_input import prepare_image
+from .normalization import Normalization
 
 
 class FrameSource:

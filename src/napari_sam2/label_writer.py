@@ -29,12 +29,19 @@ class LabelWriter:
     def write(self, frame: int, obj_ids: list[int], masks: np.ndarray) -> None:
         """masks: (K, H, W) bool for obj_ids (K,)."""
         current = np.asarray(self.volume[frame])
-        updated = current.copy()
-        for obj_id, mask in zip(obj_ids, masks):  # first free what the objects no longer cover
-            updated[(current == obj_id) & ~mask] = 0
-        for obj_id, mask in zip(obj_ids, masks):
-            writable = mask if self.overwrite else mask & ((updated == 0) | (updated == obj_id))
-            updated[writable] = obj_id
+        updated = merge_masks(current, obj_ids, masks, self.overwrite)
         if not np.array_equal(updated, current):
             self.volume[frame] = updated
         self.frames_written.add(frame)
+
+
+def merge_masks(current: np.ndarray, obj_ids: list[int], masks: Any, overwrite: bool = False) -> np.ndarray:
+    """A copy of the label plane `current` with the objects' new masks put in (the rule above;
+    the napari widget writes by the same rule, so its labels equal a replay's)."""
+    updated = current.copy()
+    for obj_id, mask in zip(obj_ids, masks):  # first free what the objects no longer cover
+        updated[(current == obj_id) & ~mask] = 0
+    for obj_id, mask in zip(obj_ids, masks):
+        writable = mask if overwrite else mask & ((updated == 0) | (updated == obj_id))
+        updated[writable] = obj_id
+    return updated

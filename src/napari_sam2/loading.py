@@ -14,13 +14,33 @@ from .checkpoint import (
     read_checkpoint,
 )
 from .device import resolve_device, resolve_dtype
-from .download import TextProgress, ensure_checkpoint
+from .download import ensure_checkpoint
+from .hf_hub import hub_checkpoint
 from .modeling.config import PRESETS, SAM2Config, get_config
 from .modeling.sam2 import SAM2Model
-from .progress import ProgressCallback
+from .progress import ProgressCallback, TextProgress
 from .registry import OFFICIAL_CHECKPOINTS, CheckpointInfo, all_checkpoints
 
-DEFAULT_MODEL = "sam2.1_hiera_tiny"
+from .shipped import SHIPPED_MODEL, has_shipped_model, shipped_weights
+
+# `load_model()` without a name: the first of these official models whose weights are in the
+# cache, else the shipped model (so that it works offline).
+PREFERRED_OFFICIAL = (
+    "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large",
+    "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus", "sam2_hiera_large",
+)
+
+
+def default_model() -> str:
+    """The model `load_model()` loads: a cached official one, else the shipped one (when this
+    installation has it), else sam2.1_hiera_tiny (downloaded on first use)."""
+    from .cache import cache_dir
+
+    folder = cache_dir()
+    for name in PREFERRED_OFFICIAL:
+        if (folder / OFFICIAL_CHECKPOINTS[name].filename).is_file():
+            return name
+    return SHIPPED_MODEL if has_shipped_model() else PREFERRED_OFFICIAL[0]
 
 
 def build_model(
@@ -50,17 +70,24 @@ def load_model(
 ) -> SAM2Model:
     """Load a SAM 2 / 2.1 model in eval mode.
 
-    name_or_path: a preset name ('sam2.1_hiera_tiny', ...) or Hugging Face id, whose weights
+    name_or_path: a preset name ('sam2.1_hiera_tiny', ...) or Hugging Face id (the cache
+        first, then the Hub when huggingface_hub is installed), whose weights
         come from `checkpoint` or the cache (downloaded into it when missing); the name of a
         checkpoint added with `register_checkpoint`; or a path to a .pt file, whose variant is
-        recognised from its tensors. None loads the default model.
+        recognised from its tensors. None loads the default: the first official model in the
+        cache (tiny before larger, 2.1 before 2), else the model shipped with the package, else
+        sam2.1_hiera_tiny (downloaded).
     device: 'auto' (cuda, then mps, then cpu), or any torch device.
     image_size: run at another input resolution than the trained one (multiple of 32).
     progress: called with (bytes done, total) during a download; default: a bar on stderr.
     offline: never download (default: the NAPARI_SAM2_OFFLINE environment variable).
     """
     if name_or_path is None:
-        name_or_path = DEFAULT_MODEL
+        name_or_path = default_model()
+    if checkpoint is None and not isinstance(name_or_path, Path):
+        hub = hub_checkpoint(str(name_or_path), offline)
+        if hub is not None:  # a Hugging Face id: a registry name, (preset, file) or a file
+            name_or_path, checkpoint = hub
     text = str(name_or_path)
     is_preset = not isinstance(name_or_path, Path) and _is_preset(text)
     registered = None
@@ -107,6 +134,8 @@ def _cached_weights(
 ) -> Path:
     """The weights of `config` (official unless `info` names others) from the cache, downloaded
     into it when missing; offline mode raises an error saying which file to put where."""
+    if info is None and config.name == SHIPPED_MODEL:
+        return shipped_weights()
     info = info or OFFICIAL_CHECKPOINTS.get(config.name)
     if info is None:
         raise CheckpointError(

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .image_input import Normalization, prepare_image, to_model_input
+from .image_input import prepare_image, to_model_input
 from .mask_utils import masks_to_boxes
 from .modeling.mask_decoder import stability_score
 from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from .modeling.sam2 import SAM2Model
+from .normalization import Normalization
 from .postprocess import fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 

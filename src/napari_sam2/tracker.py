@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from .frames import FrameSource
-from .image_input import Normalization, to_model_input
+from .image_input import to_model_input
+from .normalization import Normalization
 from .label_writer import LabelWriter
 from .memory_bank import frames_to_keep, select_memory
 from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT

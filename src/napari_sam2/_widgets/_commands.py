@@ -62,3 +62,13 @@ def segment_everything(viewer: Viewer) -> None:
 def cancel(viewer: Viewer) -> None:
     """Cancel the running long jobs."""
     sam2_widget(viewer).cancel()
+
+
+def save_prompts(viewer: Viewer) -> None:
+    """Save the objects and prompts of the stack to a prompts file (asks where)."""
+    sam2_widget(viewer).save_prompts()
+
+
+def load_prompts(viewer: Viewer) -> None:
+    """Load a prompts file into the prompt layers (asks which)."""
+    sam2_widget(viewer).load_prompts()

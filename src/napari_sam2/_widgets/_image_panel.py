@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..image_input import ImageInputError
+from ..image_checks import ImageInputError
 from . import _notify
 from ._image_source import ImageSource
 from ._layer_combo import LayerCombo

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..image_input import ImageInputError, Normalization
+from ..image_checks import ImageInputError
+from ..normalization import Normalization
 
 PlaneIndex = tuple[int, ...]
 NORMALIZATION_MODES = ("percentiles", "contrast")

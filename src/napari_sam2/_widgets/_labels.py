@@ -1,7 +1,8 @@
 """Writing masks into napari Labels layers through their edit history, so Ctrl-Z undoes them.
 
-Nothing already labelled is replaced unless `overwrite` is asked for: masks only fill pixels
-that are 0 (background).
+Nothing labelled by others is replaced unless `overwrite` is asked for: an object's mask fills
+pixels that are background or already its own, and pixels the object no longer covers on that
+plane become background (the rule of `label_writer`, shared with the command line and the API).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 
+from ..label_writer import merge_masks
 from ._image_source import ImageSource, PlaneIndex
 
 OUTPUT_NAME = "SAM2 labels"
@@ -52,33 +54,31 @@ def commit_masks(
     source: ImageSource,
     index: PlaneIndex,
     masks: list[np.ndarray],
-    first_id: int,
+    ids: list[int],
     overwrite: bool = False,
 ) -> list[int]:
-    """Write each mask under a new id (first_id, first_id + 1, ...) as one undoable step.
-
-    Returns the ids actually written (a mask lying entirely on existing labels writes nothing).
-    """
-    written = []
+    """Write mask k under ids[k] on one plane as one undoable step, by the labels' merge rule
+    (`label_writer.merge_masks`): an id already on the plane is replaced there, and other labels
+    are kept unless `overwrite`. Returns the ids that are on the plane afterwards."""
     key = source.labels_plane_key(index)
-    with layer.block_history():
-        obj_id = first_id
-        for mask in masks:
-            plane = np.asarray(layer.data[key])
-            target = mask if overwrite else mask & (plane == 0)
-            rows, cols = np.nonzero(target)
-            if rows.size:
-                layer.data_setitem(source.labels_index(index, rows, cols), obj_id)
-                written.append(obj_id)
-                obj_id += 1
-    return written
+    plane = np.asarray(layer.data[key])
+    updated = merge_masks(plane, ids, masks, overwrite)
+    rows, cols = np.nonzero(updated != plane)
+    if rows.size:
+        values = updated[rows, cols]
+        with layer.block_history():
+            for value in np.unique(values):
+                mine = values == value
+                layer.data_setitem(source.labels_index(index, rows[mine], cols[mine]), int(value))
+    return [int(i) for i in ids if (updated == i).any()]
 
 
 class StagedWrites:
     """Frames written one by one while a job runs, recorded as one undo step when it ends.
 
-    Each frame appears at once (written straight into the data); `finish` turns everything that
-    still holds the written values into a single history item of the layer.
+    Each frame appears at once (written straight into the data, by the merge rule of
+    `label_writer`); `finish` turns every pixel that still holds what the job wrote into a single
+    history item of the layer, going back to the value it had before the job.
     """
 
     def __init__(self, layer: Labels, source: ImageSource, overwrite: bool = False) -> None:
@@ -86,45 +86,56 @@ class StagedWrites:
         self.source = source
         self.overwrite = overwrite
         self.frames_written: list[PlaneIndex] = []
-        self._changes: list[tuple[tuple[np.ndarray, ...], np.ndarray, int]] = []
+        # per plane: flat pixel indices changed, their values before the job, the latest written
+        self._changes: dict[PlaneIndex, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def write(self, index: PlaneIndex, obj_ids: list[int], masks: np.ndarray) -> int:
         """Write the masks of one plane; returns the number of pixels changed."""
         data = self.layer.data
         key = self.source.labels_plane_key(index)
         plane = np.asarray(data[key])
-        changed = 0
-        updated = plane.copy()
-        for obj_id, mask in zip(obj_ids, masks, strict=True):
-            target = mask & (updated != obj_id)
-            if not self.overwrite:
-                target &= updated == 0
-            rows, cols = np.nonzero(target)
-            if rows.size == 0:
-                continue
-            self._changes.append(
-                (self.source.labels_index(index, rows, cols), plane[rows, cols].copy(), obj_id)
-            )
-            updated[rows, cols] = obj_id
-            changed += rows.size
-        if changed:
+        updated = merge_masks(plane, obj_ids, masks, self.overwrite)
+        flat = np.flatnonzero(updated != plane)
+        if flat.size:
+            self._remember(index, flat, plane.ravel()[flat], updated.ravel()[flat])
             data[key] = updated
             self.layer.refresh()
         self.frames_written.append(index)
-        return changed
+        return int(flat.size)
+
+    def _remember(
+        self, index: PlaneIndex, flat: np.ndarray, old: np.ndarray, new: np.ndarray
+    ) -> None:
+        earlier = self._changes.get(index)
+        if earlier is None:
+            self._changes[index] = (flat, old, new)
+            return
+        seen, first, _ = earlier
+        union = np.union1d(seen, flat)
+        before, latest = np.empty(union.size, old.dtype), np.empty(union.size, new.dtype)
+        at_new, at_seen = np.searchsorted(union, flat), np.searchsorted(union, seen)
+        latest[at_seen] = earlier[2]
+        latest[at_new] = new  # the latest write wins
+        before[at_new] = old
+        before[at_seen] = first  # the value before the job wins
+        self._changes[index] = (union, before, latest)
 
     def finish(self) -> None:
         """Record what was written (and is still there) as one undo step of the layer."""
         layer, changes = self.layer, self._changes
-        self._changes = []
-        if not changes:
-            return
+        self._changes = {}
+        w = self.source.plane_shape[1]
         with layer.block_history():
-            for indices, old, obj_id in changes:
-                still = np.asarray(layer.data[indices]) == obj_id
+            for index, (flat, before, latest) in changes.items():
+                rows, cols = np.divmod(flat, w)
+                indices = self.source.labels_index(index, rows, cols)
+                still = (np.asarray(layer.data[indices]) == latest) & (before != latest)
                 if not still.any():
                     continue
                 kept = tuple(i[still] for i in indices)
-                layer.data[kept] = old[still]  # back to before, then forward through the history
-                layer.data_setitem(kept, obj_id, refresh=False)
+                layer.data[kept] = before[still]  # back to before, then forward through history
+                values = latest[still]
+                for value in np.unique(values):
+                    mine = values == value
+                    layer.data_setitem(tuple(i[mine] for i in kept), int(value), refresh=False)
         layer.refresh()

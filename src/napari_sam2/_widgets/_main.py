@@ -1,14 +1,15 @@
 """The SAM 2 dock widget: model, image, output, segment, propagate and segment-everything sections.
 
 Its public methods (load_model, commit, toggle_positive, clear_prompts, undo, propagate,
-segment_everything) are what the keyboard shortcuts and the plugin's commands call, and what
-scripts can call too.
+segment_everything, save_prompts, load_prompts) are what the keyboard shortcuts and the plugin's
+commands call, and what scripts can call too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
+from pathlib import Path
 from typing import Any
 
 from napari.viewer import Viewer
@@ -23,6 +24,7 @@ from ._output_panel import OutputPanel
 from ._propagate_panel import PropagatePanel
 from ._segment_panel import SegmentPanel
 from ._session import Session
+from ._session_panel import SessionPanel
 
 _widgets: dict[int, weakref.ReferenceType[SAM2Widget]] = {}
 
@@ -59,6 +61,10 @@ class SAM2Widget(QScrollArea):
         self.segment_panel = SegmentPanel(self.session, self.output_panel)
         self.propagate_panel = PropagatePanel(self.session, self.output_panel, self.segment_panel)
         self.everything_panel = EverythingPanel(self.session)
+        self.session_panel = SessionPanel(
+            self.session, self.model_panel, self.output_panel, self.segment_panel,
+            self.propagate_panel,
+        )
         self.help = QLabel("Shortcuts\n" + _shortcuts.help_text())
         self.help.setWordWrap(True)
         self.help.setStyleSheet("color: gray;")
@@ -71,6 +77,7 @@ class SAM2Widget(QScrollArea):
         layout.addWidget(_section("Segment (click or box, then commit)", self.segment_panel))
         layout.addWidget(_section("Propagate through the stack", self.propagate_panel))
         layout.addWidget(_section("Segment everything", self.everything_panel))
+        layout.addWidget(_section("Prompts file", self.session_panel))
         layout.addWidget(self.help)
         layout.addStretch(1)
         for combo in body.findChildren(QComboBox):  # long layer names must not widen the dock
@@ -114,6 +121,16 @@ class SAM2Widget(QScrollArea):
 
     def segment_everything(self) -> None:
         self.everything_panel.run()
+
+    def save_prompts(self, path: str | Path | None = None) -> Path | None:
+        """Save the objects and prompts of this stack as a prompts file (asks where without a
+        path); returns the file written."""
+        return self.session_panel.save(path)
+
+    def load_prompts(self, path: str | Path | None = None, replace: bool | None = None) -> bool:
+        """Load a prompts file into the prompt layers; prompts already there are replaced
+        (replace=True), kept in renamed layers (False), or the user is asked (None)."""
+        return self.session_panel.load(path, replace)
 
     def cancel(self) -> None:
         """Cancel every running long job (propagation, segment everything, model loading)."""

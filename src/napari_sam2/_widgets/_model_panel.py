@@ -51,16 +51,21 @@ def weights_present(preset: str) -> bool:
     return info is not None and (cache_dir() / info.filename).is_file()
 
 
-def load_job(control: JobControl, choice: str, path: str, device: str) -> tuple[Any, str]:
+def load_job(
+    control: JobControl, choice: str, path: str, device: str
+) -> tuple[Any, str, dict[str, Any]]:
     """Worker: build or load the model, downloading official weights first when they are missing
-    (with progress, and Cancel); returns (model, description)."""
+    (with progress, and Cancel); returns (model, description, how to load it again)."""
     control.report(0, 0)
+    spec: dict[str, Any] = {"name": choice, "checkpoint": None}
     if choice == TEST_CHOICE:
         model = build_model(TEST_PRESET, device=device)
         name = f"{TEST_PRESET} (random weights)"
+        spec["name"] = TEST_PRESET
     elif choice == FILE_CHOICE:
         model = load_model(Path(path), device=device)
         name = f"{model.config.name} from {Path(path).name}"
+        spec = {"name": None, "checkpoint": str(Path(path).expanduser().resolve())}
     else:
         weights = ensure_checkpoint(
             choice,
@@ -71,7 +76,7 @@ def load_job(control: JobControl, choice: str, path: str, device: str) -> tuple[
         control.report(0, 0)
         model = load_model(choice, checkpoint=weights, device=device)
         name = choice
-    return model, name
+    return model, name, spec
 
 
 class ModelPanel(QWidget):
@@ -193,8 +198,8 @@ class ModelPanel(QWidget):
             on_finish=lambda outcome: self.load_button.setEnabled(True),
         )
 
-    def _loaded(self, result: tuple[Any, str]) -> None:
-        model, name = result
-        self.session.set_model(model, name)
+    def _loaded(self, result: tuple[Any, str, dict[str, Any]]) -> None:
+        model, name, spec = result
+        self.session.set_model(model, name, spec)
         self.status.setText(f"Loaded {name} on {model.device}.")
         self.session.viewer.status = f"SAM 2: loaded {name} on {model.device}"

@@ -7,7 +7,7 @@ import logging
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..checkpoint import CheckpointError
-from ..image_input import ImageInputError
+from ..image_checks import ImageInputError
 from ..predictor import PromptError
 from ._prompt_model import PromptProblem
 

@@ -9,6 +9,7 @@ import numpy as np
 from napari.layers import Image, Labels
 
 from ..image_input import prepare_image
+from ..object_prompts import segment_object
 from ..predictor import ImageEmbedding, ImagePredictor
 from ._image_source import ImageSource, PlaneIndex
 from ._labels import keep_active
@@ -29,31 +30,27 @@ def embed_plane(
 def decode_objects(
     predictor: ImagePredictor, embedding: ImageEmbedding, objects: list[ObjectPrompt]
 ) -> tuple[list[np.ndarray], list[float]]:
-    """Worker: the best mask and its predicted IoU for each object's prompts."""
+    """Worker: the best mask and its predicted IoU for each object's prompts (by the rules of
+    `object_prompts`, which the API and the command line follow too)."""
     predictor.set_embedding(embedding)
     masks, scores = [], []
     for obj in objects:
-        has_points = len(obj.points) > 0
-        pred = predictor.predict(
-            points=obj.points if has_points else None,
-            labels=obj.labels if has_points else None,
-            box=obj.box,
-            multimask_output=obj.multimask,
-        )
-        best = pred.best
-        masks.append(pred.masks[best])
-        scores.append(float(pred.scores[best]))
+        mask, score = segment_object(predictor, obj.points, obj.labels, obj.box, obj.mask)
+        masks.append(mask)
+        scores.append(score)
     return masks, scores
 
 
 @dataclass
 class Preview:
-    """The masks decoded for the prompts of one plane (`signature` identifies those prompts)."""
+    """The masks decoded for the objects prompted on one plane (`signature` identifies the
+    prompts)."""
 
     index: PlaneIndex
     signature: bytes
     masks: list[np.ndarray]
     scores: list[float]
+    objects: list[ObjectPrompt]
 
 
 def find_preview(viewer: Any) -> Labels | None:

@@ -1,17 +1,20 @@
-"""The prompt layers: a Points layer of clicks (feature `positive`) and a Shapes layer of boxes."""
+"""The prompt layers: a Points layer of clicks (features `positive` and `object`), a Shapes layer
+of boxes (feature `object`), and, when a prompts file brings masks, a Labels layer of mask prompts
+whose values are object ids."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Points, Shapes
+from napari.layers import Image, Labels, Points, Shapes
 
 from ._image_source import ImageSource, PlaneIndex
-from ._prompt_model import PlanePrompts, group_prompts
+from ._prompt_model import EMPTY, PlanePrompts, group_prompts
 
 POINTS_NAME = "SAM2 points"
 BOXES_NAME = "SAM2 boxes"
+MASKS_NAME = "SAM2 mask prompts"
 POSITIVE_COLOR = "#30e030"
 NEGATIVE_COLOR = "#ff3030"
 ROLE = "napari_sam2_role"
@@ -46,8 +49,8 @@ def ensure_points(viewer: Any, image: Image) -> Points:
     layer = Points(
         ndim=image.ndim,
         name=POINTS_NAME,
-        features={"positive": np.zeros(0, dtype=bool)},
-        feature_defaults={"positive": True},
+        features={"positive": np.zeros(0, dtype=bool), "object": np.zeros(0, dtype=np.int64)},
+        feature_defaults={"positive": True, "object": 0},
         face_color="positive",
         face_color_cycle={True: POSITIVE_COLOR, False: NEGATIVE_COLOR},
         border_color="white",
@@ -73,6 +76,8 @@ def ensure_boxes(viewer: Any, image: Image) -> Shapes:
         face_color="transparent",
         edge_color="#ffd000",
         edge_width=max(1.0, _marker_size(image) / 4),
+        features={"object": np.zeros(0, dtype=np.int64)},
+        feature_defaults={"object": 0},
         scale=image.scale,
         translate=image.translate,
         metadata={ROLE: "boxes"},
@@ -87,28 +92,86 @@ def positive_flags(points: Points) -> np.ndarray:
     return np.ones(len(points.data), dtype=bool)
 
 
-def rectangles(shapes: Shapes | None) -> tuple[list[np.ndarray], int]:
-    """Corner arrays of the rectangles, and how many other shapes were ignored."""
+def object_tags(layer: Points | Shapes | None, n: int) -> np.ndarray:
+    """The object id each click or shape is tagged with (0: a new object)."""
+    if layer is not None and "object" in layer.features:
+        return layer.features["object"].to_numpy(dtype=np.int64)
+    return np.zeros(n, dtype=np.int64)
+
+
+def rectangles(shapes: Shapes | None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Corner arrays of the rectangles (other shapes are ignored) and their object tags."""
     if shapes is None:
-        return [], 0
-    rects = [
-        np.asarray(d)
-        for d, kind in zip(shapes.data, shapes.shape_type, strict=True)
-        if kind == "rectangle"
-    ]
-    return rects, len(shapes.data) - len(rects)
+        return [], np.zeros(0, dtype=np.int64)
+    tags = object_tags(shapes, len(shapes.data))
+    keep = [i for i, kind in enumerate(shapes.shape_type) if kind == "rectangle"]
+    return [np.asarray(shapes.data[i]) for i in keep], tags[keep]
 
 
 def read_prompts(
-    source: ImageSource, points: Points | None, shapes: Shapes | None
+    source: ImageSource, points: Points | None, shapes: Shapes | None, masks: Labels | None = None
 ) -> dict[PlaneIndex, PlanePrompts]:
-    """Every prompt, grouped by plane."""
+    """Every prompt, grouped by plane (with the mask prompts of the masks layer, if any)."""
     coords = (
         np.asarray(points.data, dtype=float) if points is not None else np.zeros((0, source.ndim))
     )
     flags = positive_flags(points) if points is not None else np.zeros(0, dtype=bool)
-    rects, _ = rectangles(shapes)
-    return group_prompts(source, coords, flags, rects)
+    rects, box_tags = rectangles(shapes)
+    planes = group_prompts(source, coords, flags, rects, object_tags(points, len(coords)), box_tags)
+    for index, by_object in mask_prompts(source, masks).items():
+        planes[index] = planes.get(index, EMPTY).with_masks(by_object)
+    return planes
+
+
+def set_object(points: Points | None, shapes: Shapes | None, obj_id: int) -> None:
+    """The object that the next clicks and boxes belong to (0: a new object); either layer may
+    be None."""
+    for layer in (points, shapes):
+        if layer is not None and "object" in layer.features:
+            layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(), "object": obj_id}
+
+
+def find_masks(viewer: Any, image: Image) -> Labels | None:
+    """The mask prompts layer of `image`, if one was made (by loading a prompts file)."""
+    return find_layer(viewer, "masks", image)
+
+
+def ensure_masks(viewer: Any, source: ImageSource, image: Image) -> Labels:
+    """The mask prompts layer of `image` (label k on a plane = the mask of object k there)."""
+    layer = find_masks(viewer, image)
+    if layer is not None:
+        return layer
+    dims = source.labels_dims()
+    layer = Labels(
+        np.zeros(source.labels_shape, dtype=np.uint32),
+        name=MASKS_NAME,
+        opacity=0.4,
+        scale=[image.scale[d] for d in dims],
+        translate=[image.translate[d] for d in dims],
+        metadata={ROLE: "masks"},
+    )
+    active = viewer.layers.selection.active
+    viewer.add_layer(layer)
+    if active is not None and active in viewer.layers:
+        viewer.layers.selection.active = active
+    return layer
+
+
+def mask_prompts(
+    source: ImageSource, masks: Labels | None
+) -> dict[PlaneIndex, dict[int, np.ndarray]]:
+    """{plane: {object id: mask}} of the mask prompts layer."""
+    if masks is None or tuple(masks.data.shape) != source.labels_shape:
+        return {}
+    data = np.asarray(masks.data)
+    lead = data.shape[: data.ndim - 2]
+    found: dict[PlaneIndex, dict[int, np.ndarray]] = {}
+    for index in zip(*np.nonzero(data.reshape(*lead, -1).any(axis=-1))) if lead else [()]:
+        plane = data[tuple(int(i) for i in index)]
+        ids = [int(i) for i in np.unique(plane) if i != 0]
+        if ids:
+            found[tuple(int(i) for i in index)] = {i: plane == i for i in ids}
+    return found
 
 
 def toggle_positive(points: Points) -> str:
@@ -121,7 +184,7 @@ def toggle_positive(points: Points) -> str:
         points.refresh_colors()
         return f"{len(selected)} selected click(s) flipped"
     now = not bool(points.feature_defaults["positive"].iloc[0])
-    points.feature_defaults = {"positive": now}
+    points.feature_defaults = {**points.feature_defaults.iloc[0].to_dict(), "positive": now}
     return "next click: " + ("positive" if now else "negative")
 
 
@@ -130,40 +193,41 @@ def next_click_positive(points: Points | None) -> bool:
 
 
 def remove_on_plane(
-    source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None
+    source: ImageSource,
+    index: PlaneIndex,
+    points: Points | None,
+    shapes: Shapes | None,
+    masks: Labels | None = None,
 ) -> None:
     """Delete the prompts that lie on one plane (e.g. after they were committed)."""
-    if points is not None and len(points.data):
-        drop = {i for i, p in enumerate(source.plane_indices(points.data)) if p == index}
-        if drop:
-            points.selected_data = drop
-            points.remove_selected()
-    if shapes is not None and len(shapes.data):
-        drop = {
-            i for i, d in enumerate(shapes.data) if source.plane_index(np.mean(d, axis=0)) == index
-        }
-        if drop:
-            shapes.selected_data = drop
-            shapes.remove_selected()
+    _remove(source, lambda plane: plane == index, points, shapes, masks)
 
 
 def remove_on_line(
-    source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None
+    source: ImageSource,
+    index: PlaneIndex,
+    points: Points | None,
+    shapes: Shapes | None,
+    masks: Labels | None = None,
 ) -> None:
     """Delete the prompts on every plane of the stack through `index`."""
+    _remove(source, lambda plane: source.same_line(plane, index), points, shapes, masks)
+
+
+def _remove(source: ImageSource, where: Any, points: Any, shapes: Any, masks: Any) -> None:
     if points is not None and len(points.data):
-        drop = {
-            i for i, p in enumerate(source.plane_indices(points.data)) if source.same_line(p, index)
-        }
+        drop = {i for i, p in enumerate(source.plane_indices(points.data)) if where(p)}
         if drop:
             points.selected_data = drop
             points.remove_selected()
     if shapes is not None and len(shapes.data):
         drop = {
-            i
-            for i, d in enumerate(shapes.data)
-            if source.same_line(source.plane_index(np.mean(d, axis=0)), index)
+            i for i, d in enumerate(shapes.data) if where(source.plane_index(np.mean(d, axis=0)))
         }
         if drop:
             shapes.selected_data = drop
             shapes.remove_selected()
+    for index in mask_prompts(source, masks):
+        if where(index):
+            masks.data[source.labels_plane_key(index)] = 0
+            masks.refresh()

@@ -1,8 +1,9 @@
 """Propagation through the stack with SAM 2's memory: frames are written as they are tracked.
 
-Either the prompts on the stack through the current plane (one new object), or every object
-already labelled on the current plane (each keeps its id). Cancel stops within one frame and
-keeps what was written; the whole run is one undo step of the labels layer.
+Every object of the stack through the current plane at once: the committed ones (with the
+prompts they were committed with) and those prompted but not committed yet; or the new prompts
+only; or every object labelled on the current plane (each keeps its id). Cancel stops within one
+frame and keeps what was written; the whole run is one undo step of the labels layer.
 """
 
 from __future__ import annotations
@@ -14,26 +15,29 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from .. import tracker as tracking  # imported here, not in the worker: imports hold the GIL
+from ..object_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks
 from . import _notify
 from ._image_source import ImageSource, PlaneIndex
 from ._jobs import JobControl, JobPanel
-from ._labels import StagedWrites, matching_labels, next_label
+from ._labels import StagedWrites, matching_labels
 from ._output_panel import OutputPanel
-from ._prompt_model import ObjectPrompt, PromptProblem, check_inside
-from ._prompts import read_prompts, remove_on_line
+from ._prompt_model import ObjectPrompt, PromptProblem, assign_new_ids, check_inside
+from ._prompts import remove_on_line
+from ._record import Plan
 from ._segment_panel import SegmentPanel
 from ._session import Session, UserProblem
 
+FROM_ALL = "all"
 FROM_PROMPTS = "prompts"
 FROM_LABELS = "labels"
 SOURCES = (
-    ("Prompts on this stack (one new object)", FROM_PROMPTS),
+    ("All objects: committed and prompted", FROM_ALL),
+    ("New prompts only", FROM_PROMPTS),
     ("Objects labelled on this plane (keep their ids)", FROM_LABELS),
 )
 DIRECTIONS = ("both", "forward", "backward")
 
-PromptPlan = list[tuple[int, int, ObjectPrompt]]  # (frame, object id, prompts)
-MaskPlan = list[tuple[int, int, np.ndarray]]  # (frame, object id, mask)
+FramePlan = list[tuple[int, int, ObjectPrompt]]  # (frame, object id, prompts)
 
 
 def frames_to_track(n_frames: int, start: int, direction: str) -> int:
@@ -51,36 +55,26 @@ def propagate_job(
     precision: str,
     source: ImageSource,
     index: PlaneIndex,
-    prompts: PromptPlan,
-    masks: MaskPlan,
+    plan: FramePlan,
     direction: str,
 ) -> Iterator[Any]:
     """Worker: prompt the tracker, then yield each frame's result as soon as it is tracked."""
     tracker = tracking.StackTracker(
         model, source.stack(index), precision=precision, normalization=source.normalization()
     )
-    frames = [f for f, _, _ in prompts] + [f for f, _, _ in masks]
-    total = frames_to_track(source.n_frames, min(frames), direction)
+    total = frames_to_track(source.n_frames, min(f for f, _, _ in plan), direction)
     control.report(0, total)
-    for frame, obj_id, obj in prompts:
-        has_points = len(obj.points) > 0
-        if obj.box is not None:
-            tracker.add_box(
-                frame,
-                obj_id,
-                obj.box,
-                obj.points if has_points else None,
-                obj.labels if has_points else None,
-            )
-        else:
-            tracker.add_points(frame, obj_id, obj.points, obj.labels)
-    for frame, obj_id, mask in masks:
-        tracker.add_mask(frame, obj_id, mask)
+    given: GivenMasks = {}
+    for frame, obj_id, obj in plan:
+        add_to_tracker(tracker, frame, obj_id, obj.points, obj.labels, obj.box, obj.mask)
+        if is_given_mask(obj.points, obj.box, obj.mask):
+            given[(frame, obj_id)] = obj.mask
     if control.stop_requested:
         return
     results = tracker.propagate(direction=direction)
     try:
         for done, result in enumerate(results, 1):
+            keep_given_masks(result, given)
             yield result
             control.report(done, total)
             if control.stop_requested:
@@ -93,7 +87,7 @@ def propagate_job(
 
 
 class PropagatePanel(QWidget):
-    """Track the current object (or the labelled objects of this plane) through the stack."""
+    """Track the objects of the stack (or the labelled objects of this plane) through it."""
 
     def __init__(
         self,
@@ -128,7 +122,8 @@ class PropagatePanel(QWidget):
         layout.addWidget(self.job)
         layout.addWidget(self.status)
         self.writes: StagedWrites | None = None
-        self._from_prompts = False
+        self._plan: Plan = []
+        self._from_prompts = True
         self._index: PlaneIndex = ()
         session.source_changed.connect(self._enable)
         session.model_changed.connect(self._enable)
@@ -149,34 +144,44 @@ class PropagatePanel(QWidget):
         self.button.setEnabled(not why)
         self.button.setToolTip(why or "Track through the stack; frames appear as they are done.")
 
+    def set_source_choice(self, value: str) -> None:
+        """Choose what to track: FROM_ALL, FROM_PROMPTS or FROM_LABELS."""
+        self.source_combo.setCurrentIndex(self.source_combo.findData(value))
+
     # ------------------------------------------------------------------ planning
 
-    def _prompt_plan(self, source: ImageSource, index: PlaneIndex, obj_id: int) -> PromptPlan:
-        plan = []
-        for plane, prompts in sorted(
-            read_prompts(source, self.segment.points, self.segment.boxes).items()
-        ):
+    def _prompt_plan(
+        self, source: ImageSource, index: PlaneIndex, layer: Any, committed: bool
+    ) -> Plan:
+        """The objects to track: the pending prompts on the stack through `index` and, when
+        `committed`, the prompts of the objects committed there before (pending prompts of an
+        object on a plane replace its committed ones there)."""
+        plan: dict[tuple[int, PlaneIndex], ObjectPrompt] = {}
+        if committed:
+            self.session.record.prune(source, layer.data if layer is not None else None)
+            for plane, obj_id, obj in self.session.record.on_line(source, index):
+                plan[(obj_id, plane)] = obj
+        new: dict[PlaneIndex, list[ObjectPrompt]] = {}
+        for plane, prompts in sorted(self.segment.pending(strict=True).items()):
             if not source.same_line(plane, index) or prompts.empty:
                 continue
             check_inside(prompts, source.plane_shape)
-            objects = prompts.objects()
-            if len(objects) > 1:
-                raise UserProblem(
-                    f"Plane {source.frame_of(plane)} has {len(objects)} boxes, but propagating "
-                    "prompts follows one object. Keep one box per plane, or commit each object "
-                    "on one plane "
-                    "and track 'Objects labelled on this plane'."
-                )
-            plan.append((source.frame_of(plane), obj_id, objects[0]))
+            for obj in prompts.objects():
+                if obj.obj_id is None:
+                    new.setdefault(plane, []).append(obj)
+                else:
+                    plan[(obj.obj_id, plane)] = obj
+        first = self.segment.next_id(layer)
+        for plane, obj_id, obj in assign_new_ids(new, first, across_planes=True):
+            plan[(obj_id, plane)] = obj
         if not plan:
             raise UserProblem(
                 "No prompts on this stack: click on the object (or draw a box) on at least one "
-                "plane, "
-                "or track the objects labelled on this plane instead."
+                "plane, or track the objects labelled on this plane instead."
             )
-        return plan
+        return [(plane, obj_id, obj) for (obj_id, plane), obj in sorted(plan.items())]
 
-    def _mask_plan(self, source: ImageSource, index: PlaneIndex, layer: Any) -> MaskPlan:
+    def _mask_plan(self, source: ImageSource, index: PlaneIndex, layer: Any) -> Plan:
         plane = np.asarray(layer.data[source.labels_plane_key(index)])
         ids = [int(i) for i in np.unique(plane) if i != 0]
         if not ids:
@@ -184,8 +189,11 @@ class PropagatePanel(QWidget):
                 f"No objects are labelled on this plane of '{layer.name}': commit some first, "
                 "or track the prompts instead."
             )
-        frame = source.frame_of(index)
-        return [(frame, obj_id, plane == obj_id) for obj_id in ids]
+        no_points, no_labels = np.zeros((0, 2)), np.zeros(0, np.int64)
+        return [
+            (index, obj_id, ObjectPrompt(no_points, no_labels, None, obj_id, plane == obj_id))
+            for obj_id in ids
+        ]
 
     # ------------------------------------------------------------------ running
 
@@ -204,31 +212,28 @@ class PropagatePanel(QWidget):
                     "(3-D or 4-D images), or segment this plane with Commit."
                 )
             index = self.session.current_plane()
-            from_prompts = self.source_combo.currentData() == FROM_PROMPTS
+            choice = self.source_combo.currentData()
             layer = self.output.layer()
             if layer is not None and not matching_labels(source, layer):
                 raise UserProblem(
                     f"The labels layer '{layer.name}' does not match the image's shape."
                 )
-            if from_prompts:
-                obj_id = next_label(layer) if layer is not None else 1
-                prompts, masks = self._prompt_plan(source, index, obj_id), []
-            else:
+            if choice == FROM_LABELS:
                 if layer is None:
                     raise UserProblem(
                         "No output labels layer yet: commit objects on this plane first."
                     )
-                prompts, masks = [], self._mask_plan(source, index, layer)
+                plan = self._mask_plan(source, index, layer)
+            else:
+                plan = self._prompt_plan(source, index, layer, committed=choice == FROM_ALL)
         except (UserProblem, PromptProblem) as problem:
             _notify.error(str(problem))
             return
         layer = self.output.target()
         self.writes = StagedWrites(layer, source, overwrite=self.output.overwrite.isChecked())
-        self._skip = {
-            f for f, _, _ in masks
-        }  # planes the objects came from stay as the user made them
-        self._from_prompts, self._index, self._source = from_prompts, index, source
-        ids = sorted({i for _, i, _ in prompts} | {i for _, i, _ in masks})
+        self._plan, self._index, self._source = plan, index, source
+        self._from_prompts = choice != FROM_LABELS
+        ids = sorted({i for _, i, _ in plan})
         self.status.setText(f"Tracking object(s) {', '.join(map(str, ids))}…")
         self.job.start(
             "Propagating",
@@ -237,8 +242,7 @@ class PropagatePanel(QWidget):
             self.session.precision,
             source,
             index,
-            prompts,
-            masks,
+            [(source.frame_of(plane), obj_id, obj) for plane, obj_id, obj in plan],
             self.direction.currentText(),
             on_yield=self._write,
             on_finish=self._finished,
@@ -246,7 +250,7 @@ class PropagatePanel(QWidget):
         self._enable()
 
     def _write(self, result: Any) -> None:
-        if self.writes is None or result.frame in self._skip:
+        if self.writes is None:
             return
         index = self._source.with_frame(self._index, int(result.frame))
         self.writes.write(
@@ -266,6 +270,16 @@ class PropagatePanel(QWidget):
             )
         else:
             self.status.setText(f"Propagated through {done} frame(s). Ctrl-Z undoes the whole run.")
-            if self._from_prompts and done:
-                remove_on_line(self._source, self._index, self.segment.points, self.segment.boxes)
+            if done:
+                record = self.session.record
+                record.put(self._plan)
+                record.propagated, record.direction = True, self.direction.currentText()
+                segment = self.segment
+                if self._from_prompts:  # the prompts are used up; after Cancel they stay
+                    remove_on_line(
+                        self._source, self._index, segment.points, segment.boxes,
+                        segment.masks_layer(),
+                    )
+                    if any(obj.mask is not None for _, _, obj in self._plan):
+                        segment.picker.enabled.setChecked(False)
         self._enable()

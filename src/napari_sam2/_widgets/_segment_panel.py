@@ -11,15 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from napari.layers import Labels
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..predictor import ImageEmbedding, ImagePredictor
 from . import _notify
 from ._image_source import PlaneIndex
 from ._jobs import run_short
 from ._labels import commit_masks, matching_labels, next_label
+from ._mask_prompt import MAX_LABEL, MaskPromptPicker
 from ._output_panel import OutputPanel
 from ._preview import (
     Preview,
@@ -29,13 +39,16 @@ from ._preview import (
     ensure_preview,
     show_masks,
 )
-from ._prompt_model import EMPTY, PlanePrompts, PromptProblem, check_inside
+from ._prompt_model import EMPTY, ObjectPrompt, PlanePrompts, PromptProblem, check_inside
 from ._prompts import (
     ensure_boxes,
     ensure_points,
+    find_masks,
     next_click_positive,
+    object_tags,
     read_prompts,
     remove_on_plane,
+    set_object,
     toggle_positive,
 )
 from ._session import Session, UserProblem
@@ -81,14 +94,29 @@ class SegmentPanel(QWidget):
             "Undo the last change of the output labels (commit, propagation or painting)."
         )
         self.undo_button.clicked.connect(self.undo)
+        self.object_id = QSpinBox()
+        self.object_id.setRange(0, MAX_LABEL)
+        self.object_id.setSpecialValueText("new")
+        self.object_id.setToolTip(
+            "The object that new clicks, boxes and the mask prompt belong to: 'new' gives the "
+            "next free id on Commit; an id adds prompts to that object (Commit replaces its "
+            "label on this plane, Propagate tracks it with all its prompts)."
+        )
+        self.object_id.valueChanged.connect(self._on_object)
+        self.picker = MaskPromptPicker(session)
+        self.picker.changed.connect(self.schedule)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Object", self.object_id)
         grid = QGridLayout()
         grid.addWidget(self.sign_button, 0, 0)
         grid.addWidget(self.commit_button, 0, 1)
         grid.addWidget(self.clear_button, 1, 0)
         grid.addWidget(self.undo_button, 1, 1)
         layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.picker)
         layout.addLayout(grid)
         layout.addWidget(self.status)
 
@@ -138,6 +166,7 @@ class SegmentPanel(QWidget):
                     old.events.data.disconnect(self.schedule)
                 new.events.data.connect(self.schedule)
                 setattr(self, name, new)
+                set_object(new, None, self.object_id.value())
                 if self.on_prompt_layer is not None:
                     self.on_prompt_layer(new)
         self.ensure_preview_layer()
@@ -167,13 +196,51 @@ class SegmentPanel(QWidget):
         """Recompute the preview soon (many events arrive together while dragging)."""
         self._timer.start()
 
+    def _on_object(self, value: int) -> None:
+        set_object(self.points, self.boxes, value)
+        self.schedule()
+
     # ------------------------------------------------------------------ prompts
 
-    def prompts_on(self, index: PlaneIndex) -> PlanePrompts:
+    def masks_layer(self) -> Labels | None:
+        """The mask prompts layer of the image (made when a prompts file brings masks)."""
+        image = self.session.image_layer
+        return find_masks(self.viewer, image) if image is not None else None
+
+    def pending(self, strict: bool = False) -> dict[PlaneIndex, PlanePrompts]:
+        """Every prompt not yet committed, by plane, with the mask prompt on the current plane.
+
+        strict: a mask prompt that cannot be used raises PromptProblem (else it is left out).
+        """
         source = self.session.source
         if source is None:
-            return EMPTY
-        return read_prompts(source, self.points, self.boxes).get(index, EMPTY)
+            return {}
+        planes = read_prompts(source, self.points, self.boxes, self.masks_layer())
+        index = self.session.current_plane()
+        try:
+            mask = self.picker.mask_on(index)
+        except PromptProblem:
+            if strict:
+                raise
+            mask = None
+        if mask is not None:
+            planes[index] = planes.get(index, EMPTY).with_masks({self.object_id.value(): mask})
+        return planes
+
+    def prompts_on(self, index: PlaneIndex, strict: bool = False) -> PlanePrompts:
+        return self.pending(strict).get(index, EMPTY)
+
+    def next_id(self, layer: Labels | None) -> int:
+        """A new object id: above every label of the output and every id the prompts name."""
+        used = [self.object_id.value()]
+        for prompts in (self.points, self.boxes):
+            if prompts is not None and len(prompts.data):
+                used.append(int(object_tags(prompts, len(prompts.data)).max()))
+        masks = self.masks_layer()
+        if masks is not None and masks.data.size:
+            used.append(int(np.max(masks.data)))
+        first = next_label(layer) if layer is not None else 1
+        return max(first, max(used) + 1)
 
     def toggle_positive(self) -> None:
         if self.points is None:
@@ -190,7 +257,8 @@ class SegmentPanel(QWidget):
         source, index = self.session.source, self.session.current_plane()
         if source is None or index is None:
             return
-        remove_on_plane(source, index, self.points, self.boxes)
+        remove_on_plane(source, index, self.points, self.boxes, self.masks_layer())
+        self.picker.enabled.setChecked(False)
         self._show_preview(None)
         self.schedule()
 
@@ -219,16 +287,17 @@ class SegmentPanel(QWidget):
             else:
                 self._request_embedding(key, index)
             return
-        prompts = self.prompts_on(index)
-        if prompts.empty:
-            self._show_preview(None)
-            self._commit_waiting = False
-            self.status.setText(
-                "Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes)."
-            )
-            return
         try:
+            prompts = self.prompts_on(index, strict=True)
+            if prompts.empty:
+                self._show_preview(None)
+                self._commit_waiting = False
+                self.status.setText(
+                    "Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes)."
+                )
+                return
             check_inside(prompts, source.plane_shape)
+            objects = prompts.objects()
         except PromptProblem as problem:
             self._show_preview(None)
             self._commit_waiting = False
@@ -244,7 +313,7 @@ class SegmentPanel(QWidget):
             if self._commit_waiting:
                 self._write(current)
             return
-        self._request_decode(embedding, index, prompts)
+        self._request_decode(embedding, index, prompts, objects)
 
     def _problem(self, message: str) -> None:
         self.status.setText(message)
@@ -275,7 +344,11 @@ class SegmentPanel(QWidget):
         self.update_preview()
 
     def _request_decode(
-        self, embedding: ImageEmbedding, index: PlaneIndex, prompts: PlanePrompts
+        self,
+        embedding: ImageEmbedding,
+        index: PlaneIndex,
+        prompts: PlanePrompts,
+        objects: list[ObjectPrompt],
     ) -> None:
         if self._decoding:
             self._decode_again = True
@@ -288,12 +361,14 @@ class SegmentPanel(QWidget):
             decode_objects,
             self.decoder,
             embedding,
-            prompts.objects(),
-            on_return=lambda result: self._decoded(key, signature, *result),
+            objects,
+            on_return=lambda result: self._decoded(key, signature, objects, *result),
             on_finish=self._decode_finished,
         )
 
-    def _decoded(self, key: tuple, signature: bytes, masks: list, scores: list) -> None:
+    def _decoded(
+        self, key: tuple, signature: bytes, objects: list[ObjectPrompt], masks: list, scores: list
+    ) -> None:
         index = key[-1]
         if (
             self.session.source is None
@@ -302,7 +377,7 @@ class SegmentPanel(QWidget):
         ):
             self._decode_again = True  # stale: the plane, image, model or prompts changed meanwhile
             return
-        self._show_preview(Preview(index, signature, masks, scores))
+        self._show_preview(Preview(index, signature, masks, scores, objects))
         quality = ", ".join(f"{s:.2f}" for s in scores)
         self.status.setText(
             f"Preview: {len(masks)} object(s), predicted IoU {quality}. Commit with C."
@@ -336,7 +411,7 @@ class SegmentPanel(QWidget):
             source = self.session.require_source()
             self.session.require_model()
             index = self.session.current_plane()
-            prompts = self.prompts_on(index)
+            prompts = self.prompts_on(index, strict=True)
             if prompts.empty:
                 raise UserProblem(
                     "No prompts on this slice: click on the object (layer 'SAM2 points'; "
@@ -344,6 +419,7 @@ class SegmentPanel(QWidget):
                     "positive/negative) or draw a box (layer 'SAM2 boxes'), then commit."
                 )
             check_inside(prompts, source.plane_shape)
+            prompts.objects()
             layer = self.output.layer()
             if layer is not None and not matching_labels(source, layer):
                 raise UserProblem(
@@ -369,12 +445,14 @@ class SegmentPanel(QWidget):
         self._commit_waiting = False
         source = self.session.source
         layer = self.output.target()
+        new_ids = iter(range(self.next_id(layer), MAX_LABEL))
+        wanted = [o.obj_id if o.obj_id is not None else next(new_ids) for o in preview.objects]
         ids = commit_masks(
             layer,
             source,
             preview.index,
             preview.masks,
-            next_label(layer),
+            wanted,
             self.output.overwrite.isChecked(),
         )
         if not ids:
@@ -383,7 +461,12 @@ class SegmentPanel(QWidget):
                 "'Overwrite existing labels' to replace them, or adjust the prompts."
             )
             return
-        remove_on_plane(source, preview.index, self.points, self.boxes)
+        self.session.record.put(
+            [(preview.index, i, o) for i, o in zip(wanted, preview.objects) if i in ids]
+        )
+        remove_on_plane(source, preview.index, self.points, self.boxes, self.masks_layer())
+        if any(o.mask is not None for o in preview.objects):
+            self.picker.enabled.setChecked(False)  # used up, like the clicks
         self._show_preview(None)
         names = ", ".join(str(i) for i in ids)
         self.status.setText(f"Committed object {names} to '{layer.name}'. Ctrl-Z undoes it.")

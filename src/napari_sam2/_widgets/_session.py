@@ -9,6 +9,7 @@ from psygnal import Signal
 
 from ._embedding_cache import EmbeddingCache
 from ._image_source import ImageSource, PlaneIndex
+from ._record import ObjectRecord
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -21,7 +22,8 @@ class UserProblem(Exception):
 
 
 class Session:
-    """The loaded model, the chosen image (as an ImageSource) and the embedding cache."""
+    """The loaded model, the chosen image (as an ImageSource), the embedding cache, and the
+    record of the objects written so far (for prompts files)."""
 
     model_changed = Signal()
     source_changed = Signal()
@@ -30,16 +32,24 @@ class Session:
         self.viewer = viewer
         self.model: SAM2Model | None = None
         self.model_name = ""
+        self.model_spec: dict[str, Any] = {}  # how to load the model again: name, checkpoint
         self.precision = "auto"
         self.image_layer: Image | None = None
         self.source: ImageSource | None = None
         self.cache = EmbeddingCache()
+        self.record = ObjectRecord()
         self._model_token = 0
 
     # ------------------------------------------------------------------ model
 
-    def set_model(self, model: SAM2Model | None, name: str = "") -> None:
+    def set_model(
+        self, model: SAM2Model | None, name: str = "", spec: dict[str, Any] | None = None
+    ) -> None:
+        """The model to use; `spec` says how to load it again ({"name", "checkpoint"})."""
         self.model, self.model_name = model, name
+        if spec is None and model is not None:
+            spec = {"name": model.config.name, "checkpoint": None}
+        self.model_spec = dict(spec or {})
         self._model_token += 1
         self.cache.clear()
         self.model_changed.emit()
@@ -61,6 +71,13 @@ class Session:
     # ------------------------------------------------------------------ image
 
     def set_source(self, layer: Image | None, source: ImageSource | None) -> None:
+        old = self.source
+        same_planes = (
+            old is not None and source is not None and old.leading == source.leading
+            and old.labels_shape == source.labels_shape
+        )
+        if layer is not self.image_layer or not same_planes:
+            self.record.clear()  # objects belong to the image and axes they were made on
         self.image_layer, self.source = layer, source
         self.source_changed.emit()
 

@@ -87,6 +87,12 @@ _LARGE = HieraConfig(
 # A few-block trunk for fast tests; everything after the trunk is full size.
 _TEST = HieraConfig(embed_dim=32, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,))
 
+# The model the package ships: a small trunk and a 128-wide decoder and memory at 256 px, small
+# enough to train on a CPU and to run interactively without a GPU (see docs/shipped_model.md).
+_MICRO = HieraConfig(
+    embed_dim=32, num_heads=1, stages=(1, 2, 3, 1), global_att_blocks=(5,), window_spec=(8, 8, 8, 8)
+)
+
 _SIZES = {"tiny": _TINY, "small": _SMALL, "base_plus": _BASE_PLUS, "large": _LARGE}
 
 
@@ -108,6 +114,14 @@ def _official_presets() -> dict[str, SAM2Config]:
 PRESETS: dict[str, SAM2Config] = {
     **_official_presets(),
     "sam2.1_hiera_test": SAM2Config(name="sam2.1_hiera_test", trunk=_TEST, image_size=256),
+    "napari_sam2_micro": SAM2Config(
+        name="napari_sam2_micro",
+        trunk=_MICRO,
+        image_size=256,
+        d_model=128,
+        memory_attention_layers=2,
+        checkpoint_file="napari_sam2_micro.pt",
+    ),
 }
 
 

@@ -1,0 +1,115 @@
+"""`run_batch`: the batch API, on this machine or on a dask cluster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..progress import ProgressCallback
+from .inputs import find_inputs
+from .outputs import remove_parts
+from .plan import plan_items
+from .spec import BatchError, BatchSpec
+from .summary import BatchSummary, ItemResult
+
+
+def run_batch(
+    inputs: str | Path | Sequence[str | Path],
+    output_dir: str | Path,
+    mode: str = "everything",
+    model: Any = None,
+    *,
+    prompts: str | Path | None = None,
+    direction: str = "both",
+    device: str = "auto",
+    precision: str = "auto",
+    image_size: int | None = None,
+    batch_size: int | None = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    local_cluster: int | bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    **amg: Any,
+) -> BatchSummary:
+    """Segment many images and stacks into `<name>_labels.tif` files in `output_dir`, beside
+    batch_summary.csv / .json (input, output, status, objects, seconds, error, worker).
+
+    inputs: files, folders and glob patterns of TIFF / PNG / JPEG images and stacks.
+    mode: 'everything' (automatic masks of each image or slice; `amg` keyword arguments such as
+        points_per_side=32 go to AutomaticMaskGenerator), 'prompts' (the objects of a prompts
+        file on their prompted frames) or 'propagate' (track through each stack; the objects of
+        its prompts file, else those segmented on frame 0). An input's own prompts file is
+        `<stem>.prompts.json` (or .csv) beside it; `prompts` is used by inputs without one.
+    model: preset name, checkpoint path or None for the default; on this machine also a loaded
+        model. batch_size: images per encoder pass (default: what fits in memory).
+    client / scheduler / local_cluster: run on a dask cluster, through a Client, a scheduler
+        address ('tcp://host:8786'), or a LocalCluster of that many worker processes.
+    Inputs whose outputs are complete from an earlier run with the same settings are skipped;
+    other existing outputs are an error unless `overwrite`. An input that fails is recorded and
+    the rest goes on. progress(done, total) is called as each input finishes.
+    """
+    started = time.perf_counter()
+    on_cluster = client is not None or bool(scheduler) or bool(local_cluster)
+    loaded = None if model is None or isinstance(model, (str, Path)) else model
+    if loaded is not None and on_cluster:
+        raise BatchError(
+            "on a cluster, give the model as a preset name or checkpoint path: workers load it themselves."
+        )
+    spec = BatchSpec(
+        mode=mode,
+        model=_model_name(model, loaded),
+        device=device,
+        precision=precision,
+        image_size=image_size,
+        prompts=str(prompts) if prompts is not None else None,
+        direction=direction,
+        amg=dict(amg),
+    )
+    if batch_size is not None and batch_size < 1:
+        raise BatchError(f"batch_size must be at least 1, not {batch_size}.")
+    output_dir = Path(output_dir)
+    paths = find_inputs(inputs, exclude=output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    items, skipped = plan_items(paths, output_dir.resolve(), spec, overwrite)
+    results: list[ItemResult] = list(skipped)
+
+    def emit(result: ItemResult) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(len(results) - len(skipped), len(items))
+
+    if items:
+        if on_cluster:
+            from .cluster import cluster_client, run_on_cluster
+
+            with cluster_client(client, scheduler, local_cluster) as dask_client:
+                run_on_cluster(items, spec, dask_client, batch_size, emit)
+        else:
+            from ..loading import load_model
+            from .engine import Engine
+            from .work import process_items
+
+            if loaded is None:  # loaded here for this run only (workers keep theirs: models.py)
+                loaded = load_model(spec.model, device=device, image_size=image_size)
+            process_items(items, Engine(loaded, spec), batch_size, emit)
+    for item in items:
+        remove_parts(Path(item.output))
+    order = {str(p): i for i, p in enumerate(paths)}
+    results.sort(key=lambda r: order.get(r.input, len(order)))
+    summary = BatchSummary(results, time.perf_counter() - started, {**spec.settings(), "device": device})
+    summary.write(output_dir)
+    return summary
+
+
+def _model_name(model: Any, loaded: Any) -> str | None:
+    """The model as the spec records it: an absolute path for files (workers may run elsewhere
+    in the file system), a preset name, or the loaded model's preset."""
+    if loaded is not None:
+        return loaded.config.name
+    if model is None:
+        return None
+    path = Path(model)
+    return str(path.resolve()) if path.is_file() else str(model)
