@@ -72,7 +72,9 @@ def test_propagate_streams_a_label_stack(tmp_path, checkpoint):
     from napari_sam2 import load_model
 
     expected = propagate(stack(), session, load_model(checkpoint, device="cpu"), precision="fp32")
-    np.testing.assert_array_equal(labels, expected)
+    # Random weights put many logits next to 0, where the summation order of another process's
+    # CPU kernels can flip a pixel: allow one in a thousand.
+    assert (labels != expected).mean() < 1e-3
 
 
 def test_prompt_from_csv(tmp_path, checkpoint):

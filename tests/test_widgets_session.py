@@ -13,11 +13,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-import torch._dynamo  # noqa: F401
-
-# load_model builds on the meta device, whose first use imports torch._dynamo and with it triton;
-# triton's LLVM crashes the process when loaded after a Mesa (llvmpipe) GL context, as under
-# Xvfb. Importing it here, before any viewer exists, keeps these tests clear of that.
 
 napari = pytest.importorskip("napari")
 
