@@ -25,3 +25,20 @@ def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "test_model.pt"
     torch.save({"model": model.state_dict()}, path)
     return path
+
+
+@pytest.fixture
+def notes():
+    """Error notifications napari shows during a test, as text."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def record(event):
+        notification = getattr(event, "value", event)
+        if str(notification.severity).lower() == "error":
+            seen.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)

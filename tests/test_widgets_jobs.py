@@ -15,7 +15,6 @@ import torch
 
 napari = pytest.importorskip("napari")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from napari_sam2 import build_model  # noqa: E402
@@ -40,20 +39,6 @@ def model():
     with torch.no_grad():
         m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
     return m
-
-
-@pytest.fixture
-def notes():
-    seen: list[str] = []
-
-    def record(event):
-        notification = getattr(event, "value", event)
-        if str(notification.severity).lower() == "error":
-            seen.append(str(notification.message))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
 
 
 def stack_image(n=6, size=96) -> np.ndarray:

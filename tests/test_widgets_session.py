@@ -16,7 +16,6 @@ import torch
 
 napari = pytest.importorskip("napari")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_sam2 import build_model, cli  # noqa: E402
 from napari_sam2._widgets import _segment_panel  # noqa: E402
@@ -33,20 +32,6 @@ TIMEOUT = 180_000
 def _own_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_SAM2_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
-
-
-@pytest.fixture
-def notes():
-    seen: list[str] = []
-
-    def record(event):
-        notification = getattr(event, "value", event)
-        if str(notification.severity).lower() == "error":
-            seen.append(str(notification.message))
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
 
 
 @pytest.fixture(scope="module")
