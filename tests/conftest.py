@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch._dynamo  # noqa: F401
-
-# load_model builds models on the meta device, whose first use imports torch._dynamo and with it
-# triton; triton's LLVM crashes the process when it is loaded after a Mesa (llvmpipe) GL context,
-# such as the napari tests' under Xvfb. Importing it here, before any viewer exists, avoids that
-# whatever order the tests run in.
 
 from napari_sam2 import build_model
 

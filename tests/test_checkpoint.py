@@ -238,3 +238,22 @@ def test_read_checkpoint_keeps_extra_entries(tmp_path, small_model):
     torch.save({"model": small_model.state_dict(), "config": {"image_size": 256}}, path)
     state, extra = read_checkpoint(path)
     assert extra == {"config": {"image_size": 256}} and len(state) == len(small_model.state_dict())
+
+
+def test_loading_and_predicting_never_import_torch_dynamo(good_file):
+    """torch._dynamo brings triton, whose LLVM crashes a process that already has an OpenGL
+    context: a model loaded from a napari viewer must not import it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from napari_sam2 import load_model, ImagePredictor\n"
+        f"model = load_model({str(good_file)!r}, device='cpu')\n"
+        "p = ImagePredictor(model, precision='fp32')\n"
+        "p.set_image(np.random.default_rng(0).random((64, 64), dtype=np.float32))\n"
+        "p.predict(points=[[10, 20]])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('torch._dynamo', 'triton'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

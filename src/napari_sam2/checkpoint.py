@@ -131,10 +131,9 @@ def _split_state_dict(path: Path, obj: object) -> tuple[StateDict, dict]:
 @functools.cache
 def expected_shapes(config: SAM2Config) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the state dict of `config`, built on the meta device (no memory, fast)."""
-    from .modeling.sam2 import SAM2Model
+    from .modeling.skeleton import skeleton
 
-    with torch.device("meta"):
-        model = SAM2Model(config)
+    model = skeleton(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

@@ -18,6 +18,7 @@ from .download import ensure_checkpoint
 from .hf_hub import hub_checkpoint
 from .modeling.config import PRESETS, SAM2Config, get_config
 from .modeling.sam2 import SAM2Model
+from .modeling.skeleton import skeleton
 from .progress import ProgressCallback, TextProgress
 from .registry import OFFICIAL_CHECKPOINTS, CheckpointInfo, all_checkpoints
 
@@ -150,8 +151,7 @@ def _cached_weights(
 def _instantiate(
     config: SAM2Config, state: dict, device: torch.device, dtype: torch.dtype
 ) -> SAM2Model:
-    """Build without random initialisation (meta tensors), then take the checkpoint's tensors."""
-    with torch.device("meta"):
-        model = SAM2Model(config)
+    """Build a skeleton (nothing allocated), then take the checkpoint's tensors."""
+    model = skeleton(config)
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval()

@@ -69,7 +69,7 @@ class RandomFourierEncoding(nn.Module):
     def __init__(self, num_pos_feats: int = 128, scale: float = 1.0) -> None:
         super().__init__()
         self.register_buffer(
-            "positional_encoding_gaussian_matrix", scale * torch.randn((2, num_pos_feats))
+            "positional_encoding_gaussian_matrix", torch.normal(0.0, scale, (2, num_pos_feats))
         )
 
     def _encode(self, coords: torch.Tensor) -> torch.Tensor:
