@@ -142,7 +142,7 @@ class SAM2Model(nn.Module):
             points = embedding.new_zeros(batch, 1, 2)
             labels = torch.full((batch, 1), LABEL_PAD, dtype=torch.int32, device=embedding.device)
         if mask_input is not None:
-            mask_input = self._resize_mask_prompt(mask_input)
+            mask_input = self.resize_mask_prompt(mask_input)
         sparse, dense = self.sam_prompt_encoder(points, labels, mask_input, batch)
         return self.sam_mask_decoder(
             image_embeddings=embedding,
@@ -162,7 +162,8 @@ class SAM2Model(nn.Module):
             return mask_input.shape[0]
         return embedding.shape[0]
 
-    def _resize_mask_prompt(self, mask: torch.Tensor) -> torch.Tensor:
+    def resize_mask_prompt(self, mask: torch.Tensor) -> torch.Tensor:
+        """Mask-prompt logits (B, 1, H, W) at the prompt encoder's input size (4x the embedding)."""
         size = self.sam_prompt_encoder.mask_input_size
         if mask.shape[-2:] == size:
             return mask

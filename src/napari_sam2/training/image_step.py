@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
-from ..modeling.sam2 import SAM2Model
+from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .losses import LossWeights, segmentation_loss
 from .prompt_sampling import background_click, correction_click, jittered_box, random_click
 
@@ -57,7 +57,7 @@ def image_loss(
     train_encoder: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of a batch: images (B, 3, S, S), label images (S, S) and the object ids to prompt."""
-    features = _encode(model, images, train_encoder)
+    features = encode_images(model, images, train_encoder)
     embedding = model.add_no_memory(features.embedding)
     groups = _initial_groups(labels, object_lists, rng, mix, images.device)
     total, count, stats = images.new_zeros(()), 0, {}
@@ -98,13 +98,13 @@ def targets_for_loss(targets: torch.Tensor) -> torch.Tensor:
     return (F.avg_pool2d(targets[:, None].float(), 2)[:, 0] >= 0.5).float()
 
 
-def _encode(model: SAM2Model, images: torch.Tensor, train_encoder: bool):
+def encode_images(model: SAM2Model, images: torch.Tensor, train_encoder: bool):
+    """Image features (B images) for the decoder; the trunk and neck without gradients unless
+    `train_encoder`, while the decoder's high-res projections always learn."""
     if train_encoder:
         return model.encode_image(images)
     with torch.no_grad():
         features, positions = model.image_encoder(images)
-    from ..modeling.sam2 import ImageFeatures
-
     high_res = [model.sam_mask_decoder.conv_s0(features[0]), model.sam_mask_decoder.conv_s1(features[1])]
     return ImageFeatures(features[2], positions[2], high_res)
 

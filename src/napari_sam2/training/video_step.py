@@ -15,7 +15,7 @@ import torch
 from ..memory_bank import select_memory
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import NO_OBJECT_SCORE, SAM2Model, SpatialMemory
-from .image_step import _encode, loss_resolution, targets_for_loss
+from .image_step import encode_images, loss_resolution, targets_for_loss
 from .losses import LossWeights, segmentation_loss
 from .prompt_sampling import correction_click, jittered_box, random_click
 
@@ -42,7 +42,7 @@ def clip_loss(
     with every object present on frame 0."""
     t_len, k = frames.shape[0], masks.shape[0]
     device = frames.device
-    features = _encode(model, frames, train_encoder)
+    features = encode_images(model, frames, train_encoder)
     targets = torch.from_numpy(masks).float().to(device)
     present = targets.flatten(2).amax(-1) > 0  # (K, T)
     cond: dict[int, _State] = {}
@@ -94,7 +94,7 @@ def _first_prompt(masks: np.ndarray, rng: np.random.Generator, device):
 
 
 def _mask_logits(masks: torch.Tensor, model: SAM2Model) -> torch.Tensor:
-    return model._resize_mask_prompt(masks[:, None] * 20.0 - 10.0)
+    return model.resize_mask_prompt(masks[:, None] * 20.0 - 10.0)
 
 
 def _score(model, out, target, present, weights, stats):
