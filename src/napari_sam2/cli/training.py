@@ -1,0 +1,92 @@
+"""`train` and `evaluate`: fine-tuning or training from scratch, and the held-out table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import Bar, load_from_args
+
+
+def register(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="fine-tune a model on labelled images (or train one from scratch); resumes when run again",
+        description="Train into RUN_DIR: best.pt (official checkpoint format) and best.json (metadata) "
+        "appear there; running the same command again resumes an interrupted run.",
+    )
+    train.add_argument("run_dir", help="folder for checkpoints, logs and the best model")
+    train.add_argument("--model", default=None, help="model to fine-tune: preset or checkpoint file (default: built-in)")
+    train.add_argument("--from-scratch", metavar="PRESET", help="start from random weights of this architecture instead")
+    train.add_argument("--images", help="folder of images (TIFF, PNG, ...); 3-D files are stacks")
+    train.add_argument("--labels", help="folder of label images with the same file names")
+    train.add_argument("--synthetic", action="store_true", help="train on synthetic microscopy (default without --images)")
+    train.add_argument("--trainable", default="all", choices=["decoder", "decoder+memory", "all"], help="what learns")
+    train.add_argument("--steps", type=int, default=2000)
+    train.add_argument("--images-per-step", type=int, default=8)
+    train.add_argument("--objects-per-image", type=int, default=8)
+    train.add_argument("--video-every", type=int, default=2, help="a video clip every N steps (0: images only)")
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--focal-weight", type=float, default=20.0, help="focal : dice weight (SAM 2: 20; from scratch: 1)")
+    train.add_argument("--eval-every", type=int, default=250)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    evaluate = sub.add_parser("evaluate", help="measure a model on held-out synthetic microscopy (the shipped-model table)")
+    evaluate.add_argument("--model", default=None, help="preset or checkpoint file (default: built-in)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    evaluate.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
+    train.set_defaults(handler=_train)
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _train(args) -> None:
+    import torch
+
+    from ..loading import build_model, load_model
+    from ..training import FolderData, SyntheticData, TrainConfig, Trainer
+
+    if bool(args.images) != bool(args.labels):
+        raise ValueError("give both --images and --labels (folders with label images of the same names).")
+    if args.images and args.synthetic:
+        raise ValueError("choose either --images/--labels or --synthetic.")
+    config = TrainConfig(
+        steps=args.steps, trainable=args.trainable, images_per_step=args.images_per_step,
+        objects_per_image=args.objects_per_image, video_every=args.video_every, lr=args.lr,
+        eval_every=args.eval_every, seed=args.seed, focal_weight=args.focal_weight,
+    )
+    torch.manual_seed(config.seed)
+    if args.from_scratch:
+        from ..training.init import init_from_scratch
+
+        model = init_from_scratch(build_model(args.from_scratch, device=args.device))
+        base = f"random {args.from_scratch}"
+    else:
+        model = load_model(args.model, device=args.device)
+        base = str(args.model or model.config.name)
+    validation = None
+    if args.images:
+        data, validation = FolderData(args.images, args.labels).split()
+    else:
+        data = SyntheticData((model.image_size, model.image_size))
+    trainer = Trainer(model, data, args.run_dir, config, validation=validation, base_model=base)
+    if trainer.step:
+        print(f"resuming {args.run_dir} at step {trainer.step}", file=sys.stderr)
+    bar = Bar("train")
+
+    def progress(step: int, steps: int, stats: dict) -> None:
+        bar.label = f"train loss {stats['loss']:.3f}"
+        bar(step, steps)
+
+    meta = trainer.run(progress)
+    print(f"best model: {Path(args.run_dir) / 'best.pt'} (step {meta['best_step']}, validation score {meta['best_validation_score']:.3f})")
+
+
+def _evaluate(args) -> None:
+    import json
+
+    from ..training.evaluate import full_report
+
+    report = full_report(load_from_args(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
