@@ -20,8 +20,9 @@ from qtpy.QtWidgets import (
 
 from ..cache import cache_dir
 from ..download import ensure_checkpoint
-from ..loading import build_model, load_model
+from ..loading import build_model, default_model, load_model
 from ..registry import OFFICIAL_CHECKPOINTS
+from ..shipped import SHIPPED_MODEL, has_shipped_model
 from . import _notify, _settings
 from ._jobs import JobControl, JobPanel
 from ._session import Session
@@ -35,8 +36,9 @@ _SIZES = {"tiny": "tiny", "small": "small", "base_plus": "base+", "large": "larg
 
 
 def preset_choices() -> list[tuple[str, str]]:
-    """(label, value) for the combo: the eight official variants, the test model, a file."""
-    choices = []
+    """(label, value) for the combo: the built-in model (when installed), the eight official
+    variants, the test model, a file."""
+    choices = [("Built-in micro model (offline)", SHIPPED_MODEL)] if has_shipped_model() else []
     for version, prefix in (("2.1", "sam2.1"), ("2", "sam2")):
         for size, label in _SIZES.items():
             preset = f"{prefix}_hiera_{size}"
@@ -62,6 +64,9 @@ def load_job(
         model = build_model(TEST_PRESET, device=device)
         name = f"{TEST_PRESET} (random weights)"
         spec["name"] = TEST_PRESET
+    elif choice == SHIPPED_MODEL:
+        model = load_model(SHIPPED_MODEL, device=device)
+        name = f"{SHIPPED_MODEL} (built-in)"
     elif choice == FILE_CHOICE:
         model = load_model(Path(path), device=device)
         name = f"{model.config.name} from {Path(path).name}"
@@ -88,7 +93,12 @@ class ModelPanel(QWidget):
         self.preset = QComboBox()
         for label, value in preset_choices():
             self.preset.addItem(label, value)
-            if value not in (TEST_CHOICE, FILE_CHOICE):
+            if value == SHIPPED_MODEL:
+                tip = (
+                    "A small SAM 2 trained on synthetic fluorescence microscopy that ships with the "
+                    "plugin: works offline; official weights are more accurate (docs/shipped_model.md)."
+                )
+            elif value not in (TEST_CHOICE, FILE_CHOICE):
                 where = "on this machine" if weights_present(value) else "downloaded when loaded"
                 tip = f"{value}: weights {where} ({cache_dir()})"
             elif value == TEST_CHOICE:
@@ -150,7 +160,7 @@ class ModelPanel(QWidget):
 
     def _restore(self) -> None:
         saved = _settings.load()
-        self.set_choice(saved.get("model", "sam2.1_hiera_tiny"))
+        self.set_choice(saved.get("model", default_model()))
         self.path.setText(saved.get("checkpoint", ""))
         for combo, key in ((self.device, "device"), (self.precision, "precision")):
             index = combo.findText(saved.get(key, "auto"))

@@ -33,7 +33,7 @@ class SyntheticData:
 
     A curriculum: early in training (`progress` near 0) most images hold only a few objects, so
     that a model trained from scratch first learns what an object is, then which one a prompt
-    means; from 60% of the run on, sparse images make up a fifth.
+    means; from 27% of the run on, sparse images make up a fifth.
     """
 
     def __init__(self, shape: tuple[int, int] = (256, 256), styles: Sequence[str] = STYLES) -> None:
@@ -46,7 +46,7 @@ class SyntheticData:
 
     @staticmethod
     def sparse_share(progress: float) -> float:
-        return max(0.2, 1.0 - 1.4 * progress)
+        return max(0.2, 1.0 - 3.0 * progress)
 
     def image(self, rng: np.random.Generator, progress: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         if rng.random() < self.sparse_share(progress):
