@@ -3,9 +3,10 @@
     python scripts/screenshots.py     # needs a display; without one it re-runs under xvfb-run
 
 It opens the synthetic samples, docks the SAM 2 widget, and drives it as a user would: load a
-model, click, commit, propagate, segment everything. It uses official sam2.1_hiera_tiny weights
-when they are in the cache; otherwise the random-weight test model, whose masks only show where
-results appear (the pictures then say so on the canvas).
+model, click, commit, propagate, segment everything, save the prompts file. It uses official
+sam2.1_hiera_tiny weights when they are in the cache, else the built-in model; without either,
+the random-weight test model, whose masks only show where results appear (the pictures then
+say so on the canvas).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def main() -> None:
 
     from napari_sam2._widgets import _sample_data
     from napari_sam2._widgets._main import SAM2Widget
-    from napari_sam2._widgets._model_panel import weights_present
+    from napari_sam2._widgets._model_panel import TEST_CHOICE, weights_present
+    from napari_sam2.shipped import SHIPPED_MODEL, has_shipped_model
 
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -77,8 +79,9 @@ def main() -> None:
         getattr(viewer, f"add_{kind}")(data, **meta)
     widget = SAM2Widget(viewer)
     viewer.window.add_dock_widget(widget, name="SAM 2", area="right")
-    official = weights_present("sam2.1_hiera_tiny")
-    widget.model_panel.set_choice("sam2.1_hiera_tiny" if official else "test")
+    official = weights_present("sam2.1_hiera_tiny") or has_shipped_model()
+    choice = "sam2.1_hiera_tiny" if weights_present("sam2.1_hiera_tiny") else SHIPPED_MODEL
+    widget.model_panel.set_choice(choice if official else TEST_CHOICE)
     widget.model_panel.precision.setCurrentText("fp32")
     if not official:
         note = viewer.canvas.overlays.text
@@ -128,6 +131,8 @@ def main() -> None:
     widget.segment_everything()
     wait(lambda: not panel.job.busy)
     shoot(window, "everything")
+    widget.ensureWidgetVisible(widget.session_panel, 0, 0)
+    shoot(widget.session_panel.parentWidget(), "session")
     viewer.close()
 
 

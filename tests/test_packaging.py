@@ -222,3 +222,18 @@ def test_headless_modules_import_no_gui_toolkit(tmp_path):
         f"{seen['gui_loaded']}"
     )
     assert not seen["gui_loaded"]
+
+
+def test_wheel_ships_the_built_in_model_and_its_metadata(wheel):
+    """The offline default model travels inside the wheel, identical to the source tree's."""
+    import json
+
+    from napari_sam2.shipped import SHIPPED_MODEL, shipped_weights
+
+    source = shipped_weights()
+    with zipfile.ZipFile(wheel) as zf:
+        weights = zf.read(f"napari_sam2/weights/{SHIPPED_MODEL}.pt")
+        metadata = json.loads(zf.read(f"napari_sam2/weights/{SHIPPED_MODEL}.json"))
+    assert weights == source.read_bytes()
+    assert len(weights) <= 25e6
+    assert metadata["architecture"] == SHIPPED_MODEL and "command" in metadata and "metrics" in metadata

@@ -9,7 +9,8 @@ frame 5 for the same reason. Improvements that change results are switched off:
 non-overlapping masks and hole filling (the official skips hole filling without CUDA).
 
 Frames are the size of the model input, so neither side resizes them (the two predictors resize
-differently). CI runs at 256 px; NAPARI_SAM2_FULL_PARITY=1 runs 1024 px (minutes per case).
+differently). CI runs every case at 256 px and one at 1024 px (the official model size);
+NAPARI_SAM2_FULL_PARITY=1 runs every case at 1024 px (minutes per case).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .oracle import build_oracle, requires_oracle, save_official_checkpoint
 pytestmark = [requires_oracle, pytest.mark.oracle]
 
 SIZE = 1024 if os.environ.get("NAPARI_SAM2_FULL_PARITY") else 256
+FULL_SIZE = 1024
 N_FRAMES = 12
 
 
@@ -50,21 +52,20 @@ def synthetic_movie(size: int, n: int) -> np.ndarray:
 
 
 @functools.cache
-def _setup(preset: str):
+def _setup(preset: str, size: int):
     """(official video predictor, our model, JPEG folder, the decoded frames)."""
     from PIL import Image
 
     folder = Path(tempfile.mkdtemp(prefix="napari-sam2-parity-"))
-    for t, frame in enumerate(synthetic_movie(SIZE, N_FRAMES)):
+    for t, frame in enumerate(synthetic_movie(size, N_FRAMES)):
         Image.fromarray(frame).save(folder / f"{t}.jpg", quality=95)
     decoded = np.stack([np.array(Image.open(folder / f"{t}.jpg").convert("RGB")) for t in range(N_FRAMES)])
-    ref = build_oracle(preset, image_size=SIZE, video=True)
-    ours = load_model(save_official_checkpoint(ref, folder / "weights.pt"), device="cpu", image_size=SIZE)
+    ref = build_oracle(preset, image_size=size, video=True)
+    ours = load_model(save_official_checkpoint(ref, folder / "weights.pt"), device="cpu", image_size=size)
     return ref, ours, folder, decoded
 
 
-def _prompts():
-    s = SIZE
+def _prompts(s: int):
     yy, xx = np.mgrid[:s, :s]
     mask = (yy - 0.44 * s) ** 2 + (xx - 0.75 * s) ** 2 < (0.08 * s) ** 2
     return [[0.3 * s, 0.3 * s]], [0.45 * s, 0.45 * s, 0.75 * s, 0.75 * s], mask
@@ -75,8 +76,8 @@ def _prompts():
 EXTRA_BACKWARD_CLICKS = {1: [[0.33, 0.34]], 2: [[0.62, 0.48]]}
 
 
-def _run_official(ref, folder, direction):
-    click, box, mask = _prompts()
+def _run_official(ref, folder, direction, size):
+    click, box, mask = _prompts(size)
     out = {}
     with torch.inference_mode():
         state = ref.init_state(str(folder))
@@ -85,7 +86,7 @@ def _run_official(ref, folder, direction):
         ref.add_new_mask(state, 5, 3, mask)
         if direction == "backward":
             for obj_id, point in EXTRA_BACKWARD_CLICKS.items():
-                points = np.array(point, np.float32) * SIZE
+                points = np.array(point, np.float32) * size
                 ref.add_new_points_or_box(state, 5, obj_id, points=points, labels=np.array([1], np.int32))
         passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
         for reverse in passes:
@@ -94,29 +95,33 @@ def _run_official(ref, folder, direction):
     return out
 
 
-def _run_ours(ours, decoded, direction):
-    click, box, mask = _prompts()
+def _run_ours(ours, decoded, direction, size):
+    click, box, mask = _prompts(size)
     tracker = StackTracker(ours, decoded, precision="fp32", normalization=None, non_overlapping=False, fill_hole_area=0)
     tracker.add_points(0, 1, click)
     tracker.add_box(3, 2, box)
     tracker.add_mask(5, 3, mask)
     if direction == "backward":
         for obj_id, point in EXTRA_BACKWARD_CLICKS.items():
-            tracker.add_points(5, obj_id, np.array(point) * SIZE)
+            tracker.add_points(5, obj_id, np.array(point) * size)
     out = {}
     for result in tracker.propagate(direction, start=5):
         logits = torch.from_numpy(result.logits)[:, None]
-        full = F.interpolate(logits, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0]
+        full = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
         out.setdefault(result.frame, []).append(full.numpy())
     return out
 
 
-@pytest.mark.parametrize("direction", ["forward", "backward", "both"])
-@pytest.mark.parametrize("preset", ["sam2.1_hiera_tiny", "sam2_hiera_small"])
-def test_tracking_matches_official(preset, direction):
-    ref, ours, folder, decoded = _setup(preset)
-    expected = _run_official(ref, folder, direction)
-    got = _run_ours(ours, decoded, direction)
+CASES = [(p, d, SIZE) for p in ("sam2.1_hiera_tiny", "sam2_hiera_small") for d in ("forward", "backward", "both")]
+if SIZE != FULL_SIZE:
+    CASES.append(pytest.param("sam2.1_hiera_tiny", "forward", FULL_SIZE, marks=pytest.mark.slow))
+
+
+@pytest.mark.parametrize(("preset", "direction", "size"), CASES)
+def test_tracking_matches_official(preset, direction, size):
+    ref, ours, folder, decoded = _setup(preset, size)
+    expected = _run_official(ref, folder, direction, size)
+    got = _run_ours(ours, decoded, direction, size)
     assert sorted(got) == sorted(expected), "different frames were processed"
     for frame in expected:
         assert len(got[frame]) == len(expected[frame]), f"frame {frame} visited a different number of times"
