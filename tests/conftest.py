@@ -36,3 +36,35 @@ def notes():
     notification_manager.notification_ready.connect(record)
     yield seen
     notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
+def own_settings(tmp_path, monkeypatch):
+    """Widget settings in a fresh folder, and never a download (for the widget test modules)."""
+    monkeypatch.setenv("NAPARI_SAM2_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """A cache folder with no official weights, offline."""
+    from napari_sam2.cache import CACHE_ENV
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
+    return folder
+
+
+@pytest.fixture
+def fake_shipped(tmp_path, monkeypatch):
+    """A random napari_sam2_micro checkpoint standing in for the shipped one."""
+    from napari_sam2 import shipped
+
+    torch.manual_seed(0)
+    path = tmp_path / "weights" / f"{shipped.SHIPPED_MODEL}.pt"
+    path.parent.mkdir()
+    torch.save({"model": build_model(shipped.SHIPPED_MODEL, device="cpu").state_dict()}, path)
+    monkeypatch.setattr(shipped, "shipped_path", lambda: path)
+    return path

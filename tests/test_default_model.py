@@ -8,31 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from napari_sam2 import build_model, load_model
+from napari_sam2 import load_model
 from napari_sam2 import loading, shipped
-from napari_sam2.cache import CACHE_ENV
 from napari_sam2.loading import default_model
 from napari_sam2.shipped import SHIPPED_MODEL
-
-
-@pytest.fixture
-def empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
-    return tmp_path
-
-
-@pytest.fixture
-def fake_shipped(tmp_path, monkeypatch):
-    """A random napari_sam2_micro checkpoint standing in for the shipped one."""
-    torch.manual_seed(0)
-    path = tmp_path / "weights" / f"{SHIPPED_MODEL}.pt"
-    path.parent.mkdir()
-    torch.save({"model": build_model(SHIPPED_MODEL, device="cpu").state_dict()}, path)
-    monkeypatch.setattr(shipped, "shipped_path", lambda: path)
-    return path
 
 
 def test_default_is_a_cached_official_model_first(empty_cache, fake_shipped):

@@ -23,10 +23,7 @@ from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
 TIMEOUT = 20_000
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_SAM2_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")  # tests never download weights
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 @pytest.fixture(scope="module")
@@ -410,15 +407,9 @@ def test_model_loads_in_a_worker_and_the_choice_is_remembered(viewer, qtbot):
     assert again.model_panel.precision.currentText() == "fp32"
 
 
-def test_built_in_model_is_offered_first_and_is_the_default_offline(viewer, qtbot, tmp_path, monkeypatch):
+def test_built_in_model_is_offered_first_and_is_the_default_offline(viewer, qtbot, empty_cache, fake_shipped):
     from napari_sam2 import shipped
-    from napari_sam2.cache import CACHE_ENV
 
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty-cache"))  # no official weights cached
-    weights = tmp_path / "weights" / f"{shipped.SHIPPED_MODEL}.pt"
-    weights.parent.mkdir()
-    torch.save({"model": build_model(shipped.SHIPPED_MODEL, device="cpu").state_dict()}, weights)
-    monkeypatch.setattr(shipped, "shipped_path", lambda: weights)
     panel = dock(viewer).model_panel
     assert panel.preset.itemData(0) == shipped.SHIPPED_MODEL
     assert panel.choice() == shipped.SHIPPED_MODEL  # nothing remembered: the offline default

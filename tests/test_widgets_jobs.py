@@ -25,10 +25,7 @@ TIMEOUT = 60_000
 MAX_GAP = 0.2  # seconds the GUI thread may go without processing a timer event
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_SAM2_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,7 @@ from tests.test_widgets_jobs import FakeTracker  # noqa: E402
 TIMEOUT = 180_000
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_SAM2_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 @pytest.fixture(scope="module")
