@@ -259,7 +259,7 @@ def test_nucleus_inside_cell_stays_visible():
     shape = (64, 64)
     cell, nucleus = disk(shape, (30, 30), 20), disk(shape, (30, 30), 6)
     other = disk(shape, (58, 58), 4)
-    labels = mu.records_to_label_image([record(nucleus), record(other), record(cell)], shape)
+    labels = mu.records_to_label_image([record(nucleus), record(other), record(cell)], shape, order="area")
     assert labels.dtype == np.uint32 and labels.shape == shape
     assert labels[30, 30] == 2  # nucleus painted on top of the cell
     assert labels[30, 45] == 1  # cell painted first (largest)
@@ -274,7 +274,7 @@ def test_equal_areas_put_higher_predicted_iou_on_top():
     a[5:15, 5:15] = True
     b = np.zeros(shape, bool)
     b[10:20, 10:20] = True
-    labels = mu.records_to_label_image([record(a, 0.95), record(b, 0.80)], shape)
+    labels = mu.records_to_label_image([record(a, 0.95), record(b, 0.80)], shape, order="area")
     # a (higher IoU) painted last
     assert labels[12, 12] == 2 and labels[6, 6] == 2 and labels[18, 18] == 1
     given = mu.records_to_label_image([record(a, 0.95), record(b, 0.80)], shape, order="given")
@@ -294,9 +294,33 @@ def test_hidden_and_empty_masks_are_dropped_and_numbering_stays_consecutive():
     rle = mu.mask_to_rle_pytorch(torch.from_numpy(right)[None])[0]
     as_rle = {"segmentation": rle, "area": 15, "predicted_iou": 0.8}
     records = [record(both), record(left, 0.7), as_rle, record(empty)]
-    labels = mu.records_to_label_image(records, shape)
+    labels = mu.records_to_label_image(records, shape, order="area")
     assert sorted(np.unique(labels).tolist()) == [0, 1, 2]
     assert np.array_equal(labels == 1, left) and np.array_equal(labels == 2, right)
+
+
+def test_quality_order_keeps_one_label_per_object():
+    """Duplicates, fragments and merges of an object already placed are dropped, not left as
+    slivers; a lower-quality mask that mostly covers free pixels keeps them."""
+    shape = (64, 64)
+    a, b = disk(shape, (20, 20), 8), disk(shape, (20, 44), 8)
+    shifted_a = disk(shape, (21, 21), 8)  # duplicate of a
+    half_b = b.copy()
+    half_b[:, 44:] = False  # fragment of b
+    merge = a | b | disk(shape, (20, 32), 5)  # both and the gap between
+    c = disk(shape, (50, 30), 7)
+    c_overlapping = c | disk(shape, (42, 30), 3)  # mostly free, overlaps c's owner only a little
+    records = [record(merge, 0.80), record(half_b, 0.85), record(shifted_a, 0.88), record(a, 0.95),
+               record(b, 0.93), record(c, 0.70), record(c_overlapping, 0.90)]
+    labels = mu.records_to_label_image(records, shape)
+    assert sorted(np.unique(labels).tolist()) == [0, 1, 2, 3]
+    assert np.array_equal(labels == 1, a) and np.array_equal(labels == 2, b)
+    assert np.array_equal(labels == 3, c_overlapping)  # c itself keeps < half its pixels
+    # min_kept=0: every mask keeps whatever is still free (shifted_a's rim, merge's gap), numbered
+    # consecutively; fully covered masks (half_b, c) are dropped
+    loose = mu.records_to_label_image(records, shape, min_kept=0.0)
+    assert sorted(np.unique(loose).tolist()) == [0, 1, 2, 3, 4, 5]
+    assert np.array_equal(loose == 4, shifted_a & ~a)
 
 
 def test_label_image_errors():

@@ -168,3 +168,58 @@ def test_synthetic_data_is_reproducible():
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     clip = data.clip(np.random.default_rng(1), 3)
     assert clip.frames.shape == (3, 128, 128) and clip.labels.shape == (3, 128, 128)
+
+
+def _memory_attention_maps(model, monkeypatch) -> list[torch.Tensor]:
+    """Cross-attention weights (queries x memory tokens) of every memory-attention layer for a
+    one-frame memory of random features."""
+    import napari_sam2.modeling.attention as attention
+    from napari_sam2.modeling.sam2 import SpatialMemory
+
+    maps, attend = [], attention.RoPEAttention._attend
+    cross = [layer.cross_attn_image for layer in model.memory_attention.layers]
+
+    def spy(self, q, k, v):
+        if any(self is c for c in cross):
+            maps.append(torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1)[0, 0])
+        return attend(self, q, k, v)
+
+    monkeypatch.setattr(attention.RoPEAttention, "_attend", spy)
+    side, c, mem = model.config.feat_size, model.config.d_model, model.config.mem_dim
+    generator = torch.Generator().manual_seed(0)
+    embedding = torch.randn(1, c, side, side, generator=generator)
+    pos = torch.randn(1, c, side, side, generator=generator)
+    memory = SpatialMemory(torch.randn(1, mem, side, side, generator=generator), torch.randn(1, mem, side, side, generator=generator), 0)
+    with torch.no_grad():
+        model.condition_on_memory(embedding, pos, [memory], [], 1)
+    return maps
+
+
+def test_local_memory_init_makes_each_position_attend_to_its_own_place(monkeypatch):
+    """Trained from scratch, memory attention stays flat unless it starts local; after
+    `localise_memory_attention` most of each query's weight is on the same place in memory."""
+    from napari_sam2.training.init import init_from_scratch, localise_memory_attention
+
+    torch.manual_seed(0)
+    model = build_model("napari_sam2_micro", device="cpu").eval()
+    tokens = model.config.feat_size**2
+    for weights in _memory_attention_maps(model, monkeypatch):
+        assert weights.shape == (tokens, tokens)
+        assert float(weights.diagonal().mean()) < 5 / tokens  # flat: about uniform
+    localise_memory_attention(model)
+    for weights in _memory_attention_maps(model, monkeypatch):
+        assert float(weights.diagonal().mean()) > 0.5
+        assert float((weights.argmax(-1) == torch.arange(tokens)).float().mean()) > 0.7
+    fresh = init_from_scratch(build_model("napari_sam2_micro", device="cpu").eval())
+    for weights in _memory_attention_maps(fresh, monkeypatch):
+        assert float(weights.diagonal().mean()) > 0.5
+
+
+def test_trainer_applies_local_memory_init_and_records_it(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = build_model("napari_sam2_micro", device="cpu").eval()
+    config = TrainConfig(steps=1, local_memory_init=True, eval_every=10, images_per_step=1)
+    trainer = Trainer(model, SyntheticData((256, 256)), tmp_path, config, score=lambda m: 0.0)
+    for weights in _memory_attention_maps(model, monkeypatch):
+        assert float(weights.diagonal().mean()) > 0.5
+    assert trainer.metadata()["config"]["local_memory_init"] is True

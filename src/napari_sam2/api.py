@@ -66,14 +66,18 @@ def segment_everything(
     normalization: str | Normalization | None = "auto",
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    order: str = "quality",
     **params: Any,
 ) -> np.ndarray:
     """Automatic segmentation of a 2-D image into a uint32 label image (AMG parameters as
-    keyword arguments, e.g. points_per_side=32, pred_iou_thresh=0.8)."""
+    keyword arguments, e.g. points_per_side=32, pred_iou_thresh=0.8; `order` as in
+    `AutomaticMaskGenerator.generate_labels`)."""
     from .automatic import AutomaticMaskGenerator
 
     generator = AutomaticMaskGenerator(_model(model), precision=precision, **params)
-    return generator.generate_labels(as_array(image), normalization, progress=progress, should_stop=should_stop)
+    return generator.generate_labels(
+        as_array(image), normalization, progress=progress, should_stop=should_stop, order=order
+    )
 
 
 def segment_objects(

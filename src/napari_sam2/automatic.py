@@ -146,12 +146,14 @@ class AutomaticMaskGenerator:
         channels: Sequence[int] | None = None,
         progress: ProgressCallback | None = None,
         should_stop: StopCheck | None = None,
+        order: str = "quality",
     ) -> np.ndarray:
-        """A uint32 label image (0 = background): larger masks are painted first and smaller
-        ones on top, so an object inside another stays visible; hidden masks are dropped and
-        labels are numbered 1..N consecutively."""
+        """A uint32 label image (0 = background), labels 1..N. order="quality": one label per
+        object, best predicted IoU first, masks that would keep less than half their pixels
+        (duplicates, fragments, merges) dropped; order="area": larger masks painted first and
+        smaller ones on top (a nucleus inside its cell stays visible). See `records_to_label_image`."""
         records = self.generate(image, normalization, channels, progress, should_stop)
-        return records_to_label_image(records, np.shape(image)[:2])
+        return records_to_label_image(records, np.shape(image)[:2], order)
 
     # ------------------------------------------------------------------ algorithm
 

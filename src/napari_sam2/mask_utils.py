@@ -342,23 +342,39 @@ def _record_mask(record: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+LABEL_ORDERS = ("quality", "area", "predicted_iou", "given")
+
+
 def records_to_label_image(
-    records: Sequence[dict[str, Any]], shape: tuple[int, int], order: str = "area"
+    records: Sequence[dict[str, Any]],
+    shape: tuple[int, int],
+    order: str = "quality",
+    min_kept: float = 0.5,
 ) -> np.ndarray:
     """Non-overlapping uint32 label image (H, W) from mask records ('segmentation' bool or RLE).
 
-    order="area": larger masks are painted first and smaller ones on top (a nucleus inside its
-    cell stays visible); equal areas: higher 'predicted_iou' on top, then later records on top.
-    'area' is taken from the record when present. order="predicted_iou": higher IoU on top.
-    order="given": record order, later on top. Labels are 1..N in painting order; masks left with
-    no visible pixel are dropped and the numbering stays consecutive.
+    order="quality" (instances): masks are placed best first (higher 'predicted_iou', then
+    'stability_score', then smaller area); each takes only pixels no better mask took, and a mask
+    left with less than `min_kept` of its pixels is dropped, so duplicates, fragments and merges
+    of objects already placed disappear instead of leaving slivers.
+    The other orders paint layers, later on top, and drop only masks left with no pixel:
+    order="area" paints larger masks first and smaller ones on top (a nucleus inside its cell
+    stays visible; equal areas: higher 'predicted_iou' on top); order="predicted_iou" puts higher
+    IoU on top; order="given" follows the record order. Labels are 1..N in placing order.
     """
     shape = (int(shape[0]), int(shape[1]))
-    if order == "area":
+
+    def area(i: int) -> int:
+        rec = records[i]
+        return int(rec["area"]) if "area" in rec else int(_record_mask(rec, shape).sum())
+
+    if order == "quality":
         def key(i: int) -> tuple:
             rec = records[i]
-            area = rec["area"] if "area" in rec else int(_record_mask(rec, shape).sum())
-            return (-area, rec.get("predicted_iou", 0.0), i)
+            return (-rec.get("predicted_iou", 0.0), -rec.get("stability_score", 0.0), area(i), i)
+    elif order == "area":
+        def key(i: int) -> tuple:
+            return (-area(i), records[i].get("predicted_iou", 0.0), i)
     elif order == "predicted_iou":
         def key(i: int) -> tuple:
             return (records[i].get("predicted_iou", 0.0), i)
@@ -366,10 +382,20 @@ def records_to_label_image(
         def key(i: int) -> tuple:
             return (i,)
     else:
-        raise ValueError(f"order={order!r} is not one of 'area', 'predicted_iou', 'given'.")
+        raise ValueError(f"order={order!r} is not one of {', '.join(map(repr, LABEL_ORDERS))}.")
 
     labels = np.zeros(shape, dtype=np.uint32)
     painting = sorted(range(len(records)), key=key)
+    if order == "quality":
+        value = 0
+        for i in painting:
+            mask = _record_mask(records[i], shape)
+            free = mask & (labels == 0)
+            kept = int(free.sum())
+            if kept and kept >= min_kept * int(mask.sum()):
+                value += 1
+                labels[free] = value
+        return labels
     for value, i in enumerate(painting, start=1):
         labels[_record_mask(records[i], shape)] = value
     visible = np.zeros(len(records) + 1, dtype=bool)

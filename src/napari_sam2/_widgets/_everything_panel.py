@@ -27,6 +27,7 @@ from ._session import Session, UserProblem
 
 EVERYTHING_NAME = "SAM2 everything"
 SCOPES = (("This plane", "plane"), ("Every plane of the stack", "stack"))
+OVERLAPS = (("One label per object", "quality"), ("Nested: small on top of large", "area"))
 
 
 def everything_job(
@@ -36,6 +37,7 @@ def everything_job(
     source: ImageSource,
     planes: list[PlaneIndex],
     params: dict[str, Any],
+    order: str = "quality",
 ) -> Iterator[tuple[PlaneIndex, np.ndarray]]:
     """Worker: yield (plane, label image) for each plane; ids are unique across planes."""
     generator = automatic.AutomaticMaskGenerator(model, precision=precision, **params)
@@ -51,6 +53,7 @@ def everything_job(
                 normalization=normalization,
                 progress=lambda done, total, i=i: control.report(i + done / max(total, 1), n),
                 should_stop=lambda: control.stop_requested,
+                order=order,
             )
         except Cancelled:
             return
@@ -87,6 +90,13 @@ class EverythingPanel(QWidget):
         self.crop_layers.setToolTip(
             "Also run on zoomed crops (1: 4 crops, 2: 4 + 16): finds small objects, slower."
         )
+        self.overlaps = QComboBox()
+        for label, value in OVERLAPS:
+            self.overlaps.addItem(label, value)
+        self.overlaps.setToolTip(
+            "One label per object: best masks first, duplicates and fragments dropped. "
+            "Nested: larger masks first, smaller on top (a nucleus inside its cell stays visible)."
+        )
         self.scope = QComboBox()
         for label, value in SCOPES:
             self.scope.addItem(label, value)
@@ -101,6 +111,7 @@ class EverythingPanel(QWidget):
         form.addRow("Stability ≥", self.stability)
         form.addRow("Min. region area", self.min_area)
         form.addRow("Crop layers", self.crop_layers)
+        form.addRow("Overlaps", self.overlaps)
         form.addRow("Run on", self.scope)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -169,6 +180,7 @@ class EverythingPanel(QWidget):
             source,
             planes,
             self.params(),
+            self.overlaps.currentData(),
             on_yield=self._write,
             on_finish=self._finished,
         )

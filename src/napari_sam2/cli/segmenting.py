@@ -17,6 +17,10 @@ def register(sub) -> None:
     segment.add_argument("--stability-score-thresh", type=float, default=0.95)
     segment.add_argument("--min-area", type=int, default=0, help="fill holes / remove specks up to this area")
     segment.add_argument("--crop-layers", type=int, default=0)
+    segment.add_argument(
+        "--overlaps", default="quality", choices=["quality", "area"],
+        help="quality: one label per object, duplicates and fragments dropped (default); area: smaller masks on top of larger",
+    )
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.set_defaults(handler=_segment)
 
@@ -65,7 +69,8 @@ def _segment(args) -> None:
         norm = Normalization.from_percentiles(slices) if slices.dtype != np.uint8 else "auto"
         labels = np.zeros((len(slices), *slices.shape[1:3]), dtype=np.uint32)
         for i, plane in enumerate(slices):
-            labels[i] = generator.generate_labels(plane, norm, progress=Bar(f"{source.name} [{i + 1}/{len(slices)}]"))
+            bar = Bar(f"{source.name} [{i + 1}/{len(slices)}]")
+            labels[i] = generator.generate_labels(plane, norm, progress=bar, order=args.overlaps)
         write_labels(target, labels if is_stack else labels[0])
         print(f"{source} -> {target}: {int(labels.max())} objects")
 

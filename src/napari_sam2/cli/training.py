@@ -26,6 +26,12 @@ def register(sub) -> None:
     train.add_argument("--images-per-step", type=int, default=8)
     train.add_argument("--objects-per-image", type=int, default=8)
     train.add_argument("--video-every", type=int, default=2, help="a video clip every N steps (0: images only)")
+    train.add_argument("--clip-frames", type=int, default=5, help="frames per video clip")
+    train.add_argument("--clip-objects", type=int, default=4, help="objects tracked per clip")
+    train.add_argument(
+        "--local-memory-init", action="store_true",
+        help="first re-initialise memory attention to attend locally (a model whose tracking never learned)",
+    )
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--focal-weight", type=float, default=20.0, help="focal : dice weight (SAM 2: 20; from scratch: 1)")
     train.add_argument("--eval-every", type=int, default=250)
@@ -54,6 +60,7 @@ def _train(args) -> None:
         steps=args.steps, trainable=args.trainable, images_per_step=args.images_per_step,
         objects_per_image=args.objects_per_image, video_every=args.video_every, lr=args.lr,
         eval_every=args.eval_every, seed=args.seed, focal_weight=args.focal_weight,
+        clip_frames=args.clip_frames, clip_objects=args.clip_objects, local_memory_init=args.local_memory_init,
     )
     torch.manual_seed(config.seed)
     if args.from_scratch:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..modeling.position_encoding import axial_rope_angles
 from ..modeling.sam2 import SAM2Model
 
 
@@ -35,9 +38,39 @@ def init_from_scratch(model: SAM2Model, position_std: float = 1.0, attention_gai
     gets a random smooth pattern, so image features say where they are; and the decoder's
     image<->prompt attentions start tied and sharp (`tie_cross_attention`), so a click attends
     to its own place from the first step. On synthetic nuclei, 1-click IoU then leaves the
-    'every object' plateau after ~250 steps instead of never.
+    'every object' plateau after ~250 steps instead of never. Memory attention starts local too
+    (`localise_memory_attention`), for the same reason on the tracking side.
     """
     with torch.no_grad():
         model.image_encoder.trunk.pos_embed.normal_(0.0, position_std)
     tie_cross_attention(model, attention_gain)
+    localise_memory_attention(model)
     return model
+
+
+def localise_memory_attention(model: SAM2Model, sharpness: float = 3.0, min_frequency: float = 0.3) -> None:
+    """Start the memory cross-attentions local: each position attends to the same place in the
+    remembered frames, so the mask remembered there reaches the object from the first step.
+
+    The query and key biases get the same constant vector `c`, on the rotary channel pairs that
+    turn by at least `min_frequency` radians per token; after the rotary encoding the score of a
+    query-key pair then holds c . R(offset) c, largest at zero offset and `sharpness` softmax
+    logits lower one token away. Trained from scratch without it, memory attention stays flat
+    (attention to the same place 0.0044 vs 0.0039 uniform) and tracking follows no object.
+    """
+    for layer in model.memory_attention.layers:
+        attn = layer.cross_attn_image
+        head_dim = attn.internal_dim // attn.num_heads
+        angles = axial_rope_angles(head_dim, 2, 1, attn.rope_theta)[1]  # x-angles at x = 1
+        freqs = angles[: head_dim // 4]
+        chosen = freqs >= min_frequency
+        drop = float((1.0 - torch.cos(freqs[chosen])).sum())  # per unit energy, 1 token in x
+        energy = sharpness * math.sqrt(head_dim) / drop
+        pair_energy = torch.zeros(head_dim // 2)
+        pair_energy[: head_dim // 4][chosen] = energy
+        pair_energy[head_dim // 4 :][chosen] = energy
+        c = torch.zeros(head_dim)
+        c[0::2] = pair_energy.sqrt()
+        with torch.no_grad():
+            for proj in (attn.q_proj, attn.k_proj):
+                proj.bias.copy_(c.repeat(attn.num_heads).to(proj.bias))

@@ -27,6 +27,7 @@ from ..progress import Cancelled
 from .batches import augment, image_tensor, labels_at, pick_objects
 from .evaluate import quick_score
 from .image_step import PromptMix, image_loss
+from .init import localise_memory_attention
 from .losses import LossWeights
 from .video_step import clip_loss
 
@@ -56,6 +57,9 @@ class TrainConfig:
     # SAM 2's focal : dice weight is 20 : 1, right for fine-tuning; from scratch, masks collapse
     # to empty under it (random features cannot yet tell objects apart) and 1 : 1 learns.
     focal_weight: float = 20.0
+    # Re-initialise memory attention to attend locally before training (`localise_memory_attention`):
+    # for a model whose memory path never learned, e.g. one trained on images first.
+    local_memory_init: bool = False
     eval_every: int = 250
     checkpoint_every: int = 50
     seed: int = 0
@@ -107,7 +111,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.config = config
         self.base_model = base_model or model.config.name
-        self.score = score or (lambda m: quick_score(m) if validation is None else _folder_score(m, validation))
+        self._tracks = tracks = config.video_every > 0 and data.has_clips and config.trainable != "decoder"
+        self.score = score or (lambda m: quick_score(m, tracking=tracks) if validation is None else _folder_score(m, validation))
+        if config.local_memory_init:
+            localise_memory_attention(model)
         self.params = set_trainable(model, config.trainable)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
@@ -249,6 +256,12 @@ class Trainer:
             self.best, self.best_step = score, self.step
             save_official(self.model, self.run_dir / "best.pt", self.metadata())
 
+    def score_description(self) -> str:
+        prompts = "mean IoU of centre clicks, tight boxes and 1 click + 2 corrections"
+        if self.validation is not None:
+            return f"{prompts} on held-out files"
+        return f"{prompts}, averaged with tracking IoU (16 frames)" if self._tracks else prompts
+
     def metadata(self) -> dict:
         return {
             "architecture": self.model.config.name,
@@ -258,7 +271,7 @@ class Trainer:
             "steps_done": self.step,
             "best_step": self.best_step,
             "best_validation_score": self.best,
-            "validation_score": "mean IoU of centre clicks, tight boxes and 1 click + 2 corrections",
+            "validation_score": self.score_description(),
             "train_seconds": round(self.seconds, 1),
             "torch": torch.__version__,
             "machine": f"{platform.machine()} {platform.system()}, device {self.model.device}",
