@@ -161,6 +161,10 @@ def quick_score(model: SAM2Model, n_images: int = 6, tracking: bool = False) -> 
     return (prompts + tracking_scores(model, n_movies=1, n_frames=16, seed=VALIDATION_SEED).mean_iou) / 2
 
 
+# Filters for images unlike the training data, where a small model rates its masks lower.
+RELAXED_FILTERS = {"pred_iou_thresh": 0.6, "stability_score_thresh": 0.85}
+
+
 def full_report(model: SAM2Model, log: Callable[[str], None] = print) -> dict:
     """Every metric of the shipped-model table, plus scikit-image's `cell` and `coins`."""
     from skimage import data
@@ -176,9 +180,14 @@ def full_report(model: SAM2Model, log: Callable[[str], None] = print) -> dict:
     a = automatic_scores(model)
     report["automatic_nuclei"] = vars(a)
     log(f"automatic nuclei: F1 {a.f1:.3f} (precision {a.precision:.3f}, recall {a.recall:.3f}; {a.n_found} found / {a.n_true} true)")
-    generator = AutomaticMaskGenerator(model, precision="fp32")
+    default = AutomaticMaskGenerator(model, precision="fp32")
+    relaxed = AutomaticMaskGenerator(model, precision="fp32", **RELAXED_FILTERS)
     for name in ("coins", "cell"):
-        found = generator.generate_labels(getattr(data, name)())
-        report[f"automatic_{name}"] = {"n_found": int(len(np.unique(found)) - 1)}
-        log(f"automatic {name}: {report[f'automatic_{name}']['n_found']} objects found")
+        image = getattr(data, name)()
+        counts = {
+            "n_found": int(default.generate_labels(image).max()),
+            "n_found_relaxed": int(relaxed.generate_labels(image).max()),
+        }
+        report[f"automatic_{name}"] = counts
+        log(f"automatic {name}: {counts['n_found']} objects found ({counts['n_found_relaxed']} with {RELAXED_FILTERS})")
     return report
