@@ -30,6 +30,10 @@ def main() -> None:
     args = parser.parse_args()
     best = args.run_dir / "best.pt"
     metadata = json.loads(best.with_suffix(".json").read_text())
+    # A base model inside the run folders is named as the recorded command names it.
+    root = str(args.run_dir.resolve().parent)
+    if str(metadata.get("base_model", "")).startswith(root):
+        metadata["base_model"] = "RUN_DIR" + metadata["base_model"][len(root):]
     torch.manual_seed(0)
     model = load_model(best, device="cpu")
     start = time.perf_counter()

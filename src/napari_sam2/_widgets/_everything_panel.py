@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
@@ -20,6 +19,7 @@ from qtpy.QtWidgets import (
 from .. import automatic  # imported here, not in the worker: imports hold the GIL
 from ..progress import Cancelled
 from . import _notify
+from ._choice_box import choice_box
 from ._image_source import ImageSource, PlaneIndex
 from ._jobs import JobControl, JobPanel
 from ._labels import new_labels
@@ -90,16 +90,12 @@ class EverythingPanel(QWidget):
         self.crop_layers.setToolTip(
             "Also run on zoomed crops (1: 4 crops, 2: 4 + 16): finds small objects, slower."
         )
-        self.overlaps = QComboBox()
-        for label, value in OVERLAPS:
-            self.overlaps.addItem(label, value)
-        self.overlaps.setToolTip(
+        self.overlaps = choice_box(
+            OVERLAPS,
             "One label per object: best masks first, duplicates and fragments dropped. "
-            "Nested: larger masks first, smaller on top (a nucleus inside its cell stays visible)."
+            "Nested: larger masks first, smaller on top (a nucleus inside its cell stays visible).",
         )
-        self.scope = QComboBox()
-        for label, value in SCOPES:
-            self.scope.addItem(label, value)
+        self.scope = choice_box(SCOPES)
         self.button = QPushButton("Segment everything")
         self.button.clicked.connect(self.run)
         self.job = JobPanel(unit="planes")

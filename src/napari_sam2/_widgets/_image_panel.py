@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 
 from ..image_checks import ImageInputError
 from . import _notify
+from ._choice_box import choice_box
 from ._image_source import ImageSource
 from ._layer_combo import LayerCombo
 from ._session import Session
@@ -67,13 +68,10 @@ class ImagePanel(QWidget):
         self.stack_axis.setToolTip(
             "The axis to propagate along (Z or T). Segmenting works on the current plane."
         )
-        self.normalization = QComboBox()
-        for label, mode in NORMALIZATIONS:
-            self.normalization.addItem(label, mode)
-        self.normalization.setToolTip(
+        self.normalization = choice_box(
+            NORMALIZATIONS,
             "How intensities become SAM 2 input: percentiles computed once over the whole stack, "
-            "or the "
-            "layer's contrast limits as set now (press Re-read after changing them)."
+            "or the layer's contrast limits as set now (press Re-read after changing them).",
         )
         self.reread = QPushButton("Re-read contrast limits")
         self.reread.clicked.connect(self.rebuild)

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLay
 from .. import tracker as tracking  # imported here, not in the worker: imports hold the GIL
 from ..object_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks
 from . import _notify
+from ._choice_box import choice_box
 from ._image_source import ImageSource, PlaneIndex
 from ._jobs import JobControl, JobPanel
 from ._labels import StagedWrites, matching_labels
@@ -100,9 +101,7 @@ class PropagatePanel(QWidget):
         self.session = session
         self.output = output
         self.segment = segment
-        self.source_combo = QComboBox()
-        for label, value in SOURCES:
-            self.source_combo.addItem(label, value)
+        self.source_combo = choice_box(SOURCES)
         self.direction = QComboBox()
         self.direction.addItems(DIRECTIONS)
         self.direction.setToolTip(
