@@ -86,7 +86,7 @@ def known_masks(monkeypatch):
     """The decoder returns a disk of radius 12 around each object's first click (or box centre)."""
     calls = []
 
-    def fake(predictor, embedding, objects):
+    def fake(predictor, embedding, objects, zoom_plane=None):
         calls.append(objects)
         return [disk(embedding.image_hw, centre(obj)) for obj in objects], [0.9 for _ in objects]
 
@@ -145,6 +145,27 @@ def test_click_shows_a_preview_on_that_plane_only(viewer, qtbot, model):
     qtbot.waitUntil(lambda: panel.preview is None and not preview.data.any(), timeout=TIMEOUT)
 
 
+def test_zoom_segments_on_a_crop_of_the_plane(viewer, qtbot, model, monkeypatch):
+    real, windows = _segment_panel.decode_objects, []
+
+    def spy(predictor, embedding, objects, zoom_plane=None):
+        result = real(predictor, embedding, objects, zoom_plane)
+        windows.append(None if predictor._zoomed is None else predictor._zoomed[0])
+        return result
+
+    monkeypatch.setattr(_segment_panel, "decode_objects", spy)
+    widget = ready(viewer, qtbot, model)
+    panel = widget.segment_panel
+    panel.boxes.add_rectangles(np.array([[0, 45, 45], [0, 45, 51], [0, 51, 51], [0, 51, 45]]))
+    qtbot.waitUntil(lambda: panel.preview is not None, timeout=TIMEOUT)
+    assert windows[-1] is None  # whole plane
+    panel.zoom.setChecked(True)
+    qtbot.waitUntil(lambda: panel.preview is not None and windows[-1] is not None, timeout=TIMEOUT)
+    x0, y0, x1, y1 = windows[-1]  # a 64 px crop (the 128 px model enlarges it 2x) of the 96 px plane
+    assert x1 - x0 == y1 - y0 == 64 and x0 <= 48 < x1 and y0 <= 48 < y1
+    assert viewer.layers["SAM2 preview"].data.shape == (96, 96)
+
+
 def test_points_carry_their_sign_and_t_flips_it(viewer, qtbot, model, known_masks):
     widget = ready(viewer, qtbot, model)
     points = widget.segment_panel.points
@@ -180,7 +201,7 @@ def test_stale_previews_are_dropped(viewer, qtbot, model, monkeypatch):
     panel = widget.segment_panel
     slow = []
 
-    def slow_decode(predictor, embedding, objects):
+    def slow_decode(predictor, embedding, objects, zoom_plane=None):
         slow.append(1)
         time.sleep(0.4)
         return [disk() for _ in objects], [0.5 for _ in objects]

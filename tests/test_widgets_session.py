@@ -54,7 +54,7 @@ def disk(shape, centre, radius=10) -> np.ndarray:
 def disks(monkeypatch):
     """The decoder returns a disk around each object's first click (or box centre)."""
 
-    def fake(predictor, embedding, objects):
+    def fake(predictor, embedding, objects, zoom_plane=None):
         masks = []
         for obj in objects:
             if obj.box is not None:
@@ -157,7 +157,7 @@ def test_saved_propagation_replays_with_the_cli_and_the_api(make_napari_viewer, 
     assert data["mode"] == "propagate" and data["propagation"] == {"direction": "both"}
     assert data["image"]["path"] == "movie.tif" and data["image"]["stack_axis"] == 0
     assert data["model"]["checkpoint"] == str(checkpoint.resolve())
-    assert data["model"]["precision"] == "fp32"
+    assert data["model"]["precision"] == "fp32" and data["model"]["zoom"] is False
     assert data["normalization"]["method"] == "limits"
     one, two = data["objects"]
     assert [p["frame"] for p in one["prompts"]] == [0, 4]
@@ -189,12 +189,15 @@ def test_saved_commits_with_a_mask_prompt_replay_with_the_cli_and_the_api(
     commit(widget, viewer, qtbot, 2)
     assert not segment.picker.enabled.isChecked()  # used up
     np.testing.assert_array_equal(mine.data, rough)  # the user's layer is untouched
+    segment.zoom.setChecked(True)
+    segment.boxes.add_rectangles(box(1, 20, 20, 26, 26))  # small: segmented on a crop
+    commit(widget, viewer, qtbot, 3)
     labels = np.array(viewer.layers["SAM2 labels"].data, copy=True)
     assert labels[1].any() and not labels[2].any()
 
     saved = widget.save_prompts(tmp_path / "session.json")
     data = json.loads(saved.read_text())
-    assert data["mode"] == "segment"
+    assert data["mode"] == "segment" and data["model"]["zoom"] is True
     [prompt] = data["objects"][1]["prompts"]
     assert prompt["frame"] == 1 and set(prompt) == {"frame", "mask"}
     loaded = PromptSession.load(saved)
@@ -256,7 +259,7 @@ def test_a_label_is_a_mask_prompt_of_the_current_object(
     mine = viewer.add_labels(rough, name="rough")
     seen = []
 
-    def fake(predictor, embedding, objects):
+    def fake(predictor, embedding, objects, zoom_plane=None):
         seen.append(objects)
         return [obj.mask.copy() for obj in objects], [0.9] * len(objects)
 

@@ -89,12 +89,14 @@ def segment_objects(
     stack_axis: int | None = None,
     channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
+    zoom: bool = False,
 ) -> np.ndarray:
     """One mask per object and prompted frame (no propagation), as a label image or volume.
 
     session: a PromptSession, or {object id: [{"frame": 0, "points": [[x, y]], "labels": [1],
     "box": [...], "mask": ...}, ...]}. A 2-D image ignores `frame`; a stack needs `stack_axis`.
     channels / channel_axis: as for `prepare_image` (channel_axis counts in `image`'s axes).
+    zoom: segment small objects on enlarged crops around them (`ImagePredictor.predict`).
     """
     from .predictor import ImagePredictor
 
@@ -119,7 +121,7 @@ def segment_objects(
             if not prompts:
                 continue
             points, point_labels, box, mask = _merged(session, prompts, shape)
-            found, _ = segment_object(predictor, points, point_labels, box, mask)
+            found, _ = segment_object(predictor, points, point_labels, box, mask, zoom=zoom)
             target[found & (target == 0)] = obj.id
     return labels
 
@@ -218,7 +220,8 @@ def run_session(
     if mode is None:  # the file's mode; a file without a stack axis segments its one image
         mode = "segment" if axis is None else session.mode
     if mode == "segment":
-        return segment_objects(data, session, model, precision, norm, axis, channels, channel_axis)
+        zoom = bool(session.model.get("zoom", False))
+        return segment_objects(data, session, model, precision, norm, axis, channels, channel_axis, zoom)
     direction = direction or session.propagation.get("direction", "both")
     return propagate(
         data, session, model, out, direction, precision, norm, 0 if axis is None else axis,

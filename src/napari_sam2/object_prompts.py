@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .predictor import ImagePredictor, PromptError
+from .zoom import prompt_extent, zoom_window
 
 MASK_LOGIT = 10.0  # the magnitude the tracker gives a mask used as a prompt
 
@@ -51,21 +52,30 @@ def segment_object(
     labels: Any = None,
     box: Any = None,
     mask: np.ndarray | None = None,
+    zoom: bool = False,
 ) -> tuple[np.ndarray, float]:
-    """The best mask and its predicted IoU for one object on the predictor's current image."""
+    """The best mask and its predicted IoU for one object on the predictor's current image
+    (`zoom`: on an enlarged crop around a small object, see `ImagePredictor.predict`)."""
     has_points = points is not None and len(points) > 0
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2) if has_points else None
     labels = np.asarray(labels, dtype=np.int64).reshape(-1) if has_points and labels is not None else None
-    mask_input = None
+    mask_input, window = None, zoom
     if mask is not None:
-        hint_box, centre, mask_input = mask_hint(mask, predictor.model.sam_prompt_encoder.mask_input_size)
+        low_res_hw = predictor.model.sam_prompt_encoder.mask_input_size
+        hint_box, centre, mask_input = mask_hint(mask, low_res_hw)
+        if zoom:  # the mask's logits must cover the zoomed window
+            extent = prompt_extent(points, box, hint_box)
+            window = zoom_window(extent, mask.shape, predictor.model.image_size)
+            if window is not None:
+                x0, y0, x1, y1 = window
+                mask_input = mask_hint(mask[y0:y1, x0:x1], low_res_hw)[2]
         if box is None:
             box = hint_box
         if points is None:
             points, labels = centre[None], np.ones(1, dtype=np.int64)
     multimask = mask is None and box is None and points is not None and len(points) == 1
     result = predictor.predict(
-        points=points, labels=labels, box=box, mask_input=mask_input, multimask_output=multimask
+        points=points, labels=labels, box=box, mask_input=mask_input, multimask_output=multimask, zoom=window
     )
     best = result.best
     return result.masks[best], float(result.scores[best])

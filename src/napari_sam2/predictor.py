@@ -21,6 +21,7 @@ from .modeling.sam2 import SAM2Model
 from .normalization import Normalization
 from .postprocess import fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
+from .zoom import Window, check_window, contains, in_window, paste_masks, prompt_extent, zoom_window
 
 LOGIT_CLAMP = 32.0  # low-res logits are returned clamped, ready to feed back as mask_input
 STABILITY_OFFSET = 1.0
@@ -57,6 +58,7 @@ class Prediction:
     stability: np.ndarray  # (..., M) IoU of the mask thresholded at +/- 1 logit
     logits: np.ndarray  # (..., M, 4h, 4w) low-res logits, to feed back as mask_input
     boxes: np.ndarray  # (..., M, 4) bounding box of each mask, XYXY pixels (all 0 if empty)
+    window: Window | None = None  # the zoomed region the logits cover; None: the whole image
 
     @property
     def best(self) -> int:
@@ -88,6 +90,8 @@ class ImagePredictor:
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area
         self._embedding: ImageEmbedding | None = None
+        self._image: np.ndarray | None = None  # prepared RGB (float16), for zooming
+        self._zoomed: tuple[Window, ImageEmbedding] | None = None
 
     # ------------------------------------------------------------------ embedding
 
@@ -106,6 +110,7 @@ class ImagePredictor:
         """
         rgb = prepare_image(image, normalization, channels=channels, channel_axis=channel_axis)
         self._embedding = self.embed_prepared([rgb])[0]
+        self._keep_image(rgb)
         return self._embedding
 
     @torch.inference_mode()
@@ -123,6 +128,7 @@ class ImagePredictor:
             embeddings += self.embed_prepared(rgbs[start : start + batch_size])
         if embeddings:
             self._embedding = embeddings[-1]
+            self._keep_image(rgbs[-1])
         return embeddings
 
     @torch.inference_mode()
@@ -145,12 +151,19 @@ class ImagePredictor:
             raise RuntimeError("No image is set: call set_image(image) first.")
         return self._embedding
 
-    def set_embedding(self, embedding: ImageEmbedding) -> None:
-        """Make a previously computed embedding current (no re-encoding)."""
+    def set_embedding(self, embedding: ImageEmbedding, image: np.ndarray | None = None) -> None:
+        """Make a previously computed embedding current (no re-encoding); `image`, the RGB it
+        was computed from (`prepare_image`), is only needed to zoom."""
         self._embedding = embedding.to(self.device)
+        self._keep_image(image)
 
     def reset(self) -> None:
         self._embedding = None
+        self._keep_image(None)
+
+    def _keep_image(self, rgb: np.ndarray | None) -> None:
+        self._image = None if rgb is None else np.asarray(rgb, dtype=np.float16)
+        self._zoomed = None
 
     # ------------------------------------------------------------------ prompts
 
@@ -162,6 +175,7 @@ class ImagePredictor:
         box: np.ndarray | Sequence | None = None,
         mask_input: np.ndarray | torch.Tensor | None = None,
         multimask_output: bool = True,
+        zoom: bool | Window | None = None,
     ) -> Prediction:
         """Segment one object.
 
@@ -169,8 +183,14 @@ class ImagePredictor:
         all 1); box: (x0, y0, x1, y1) pixels; mask_input: (1, 4h, 4w) or (4h, 4w) low-res
         logits from an earlier prediction, for refinement. Returns 3 candidates with
         multimask_output, else 1.
+        zoom: True segments a small object on an enlarged crop around it (module `zoom`; the
+        crop is chosen from the box, or from a first mask of the clicks, and skipped when it
+        would not enlarge the object); a window (x0, y0, x1, y1), such as an earlier
+        prediction's `window`, decodes in that crop (refine with its logits this way).
         """
         emb = self.get_embedding()
+        if zoom is not None and zoom is not False:
+            return self._predict_zoomed(emb, points, labels, box, mask_input, multimask_output, zoom)
         coords, point_labels = self._prompt_points(emb, points, labels, box)
         mask = self._mask_prompt(mask_input)
         result = self._decode(emb, coords, point_labels, mask, multimask_output)
@@ -191,6 +211,64 @@ class ImagePredictor:
             coords, labels = self._prompt_points(emb, None, None, chunk)
             parts.append(self._decode(emb, coords, labels, None, multimask_output))
         return _concat(parts)
+
+    def _predict_zoomed(self, emb, points, labels, box, mask_input, multimask_output, zoom) -> Prediction:
+        if self._image is None:
+            raise RuntimeError(
+                "Zooming needs the image, not only its embedding: call set_image(image), or "
+                "set_embedding(embedding, image=prepare_image(image))."
+            )
+        h, w = emb.image_hw
+        if zoom is True:
+            if mask_input is not None:
+                raise PromptError(
+                    "mask_input logits belong to the region of the prediction that made them: "
+                    "pass zoom=that_prediction.window instead of zoom=True."
+                )
+            window = self._auto_window(emb, points, labels, box, multimask_output)
+            if window is None:  # zooming would not enlarge the object
+                return self.predict(points, labels, box, None, multimask_output)
+        else:
+            window = check_window(zoom, (h, w))
+        if points is not None:
+            pts = _check_points(points, h, w)
+            outside = [p.tolist() for p in pts if not contains(window, p)]
+            if outside:
+                raise PromptError(
+                    f"Point {outside[0]} is outside the zoom window {window}; "
+                    "use zoom=True to choose a window around every prompt."
+                )
+            points = in_window(pts, window)
+        if box is not None:
+            box = in_window(np.asarray(box, dtype=np.float64).reshape(-1), window)
+        crop = self._window_embedding(window)
+        coords, point_labels = self._prompt_points(crop, points, labels, box)
+        result = _squeeze_batch(self._decode(crop, coords, point_labels, self._mask_prompt(mask_input), multimask_output))
+        found = result.masks.any(axis=(-2, -1))[:, None]
+        boxes = np.where(found, result.boxes + np.tile(window[:2], 2), result.boxes)
+        return Prediction(
+            paste_masks(result.masks, window, (h, w)), result.scores, result.stability, result.logits, boxes, window
+        )
+
+    def _auto_window(self, emb, points, labels, box, multimask_output) -> Window | None:
+        """A window around the box, or around the clicks and their whole-image mask."""
+        h, w = emb.image_hw
+        pts = None if points is None else _check_points(points, h, w)
+        boxes = None if box is None else _clip_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4), h, w)
+        mask_box = None
+        if boxes is None:
+            first = self.predict(points, labels, None, None, multimask_output)
+            if first.masks[first.best].any():
+                mask_box = first.boxes[first.best]
+        return zoom_window(prompt_extent(pts, None if boxes is None else boxes[0], mask_box), (h, w), self.model.image_size)
+
+    def _window_embedding(self, window: Window) -> ImageEmbedding:
+        """The embedding of a crop of the current image (the last one is kept)."""
+        if self._zoomed is None or self._zoomed[0] != window:
+            x0, y0, x1, y1 = window
+            crop = np.ascontiguousarray(self._image[y0:y1, x0:x1], dtype=np.float32)
+            self._zoomed = (window, self.embed_prepared([crop])[0])
+        return self._zoomed[1]
 
     def _prompt_points(self, emb: ImageEmbedding, points, labels, box):
         """Validated prompts as (B, N, 2) model-input coordinates and (B, N) labels."""

@@ -28,14 +28,22 @@ def embed_plane(
 
 
 def decode_objects(
-    predictor: ImagePredictor, embedding: ImageEmbedding, objects: list[ObjectPrompt]
+    predictor: ImagePredictor,
+    embedding: ImageEmbedding,
+    objects: list[ObjectPrompt],
+    zoom_plane: tuple[ImageSource, PlaneIndex] | None = None,
 ) -> tuple[list[np.ndarray], list[float]]:
     """Worker: the best mask and its predicted IoU for each object's prompts (by the rules of
-    `object_prompts`, which the API and the command line follow too)."""
-    predictor.set_embedding(embedding)
+    `object_prompts`, which the API and the command line follow too); with `zoom_plane`, small
+    objects are segmented on enlarged crops of that plane."""
+    image = None
+    if zoom_plane is not None:
+        source, index = zoom_plane
+        image = prepare_image(source.plane(index), source.normalization())
+    predictor.set_embedding(embedding, image)
     masks, scores = [], []
     for obj in objects:
-        mask, score = segment_object(predictor, obj.points, obj.labels, obj.box, obj.mask)
+        mask, score = segment_object(predictor, obj.points, obj.labels, obj.box, obj.mask, zoom=image is not None)
         masks.append(mask)
         scores.append(score)
     return masks, scores

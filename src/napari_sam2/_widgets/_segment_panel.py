@@ -15,6 +15,7 @@ import numpy as np
 from napari.layers import Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QFormLayout,
     QGridLayout,
     QLabel,
@@ -103,6 +104,12 @@ class SegmentPanel(QWidget):
             "label on this plane, Propagate tracks it with all its prompts)."
         )
         self.object_id.valueChanged.connect(self._on_object)
+        self.zoom = QCheckBox("Zoom in on small objects")
+        self.zoom.setToolTip(
+            "Segment each object on an enlarged crop around it (embedded on the fly) and paste "
+            "the mask back: finer masks for objects small in the image, slower per preview."
+        )
+        self.zoom.toggled.connect(self._on_zoom)
         self.picker = MaskPromptPicker(session)
         self.picker.changed.connect(self.schedule)
         self.status = QLabel()
@@ -116,6 +123,7 @@ class SegmentPanel(QWidget):
         grid.addWidget(self.undo_button, 1, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.zoom)
         layout.addWidget(self.picker)
         layout.addLayout(grid)
         layout.addWidget(self.status)
@@ -195,6 +203,10 @@ class SegmentPanel(QWidget):
     def schedule(self, *_: Any) -> None:
         """Recompute the preview soon (many events arrive together while dragging)."""
         self._timer.start()
+
+    def _on_zoom(self, _: bool) -> None:
+        self.preview = None  # same prompts, other masks: decode again
+        self.schedule()
 
     def _on_object(self, value: int) -> None:
         set_object(self.points, self.boxes, value)
@@ -362,6 +374,7 @@ class SegmentPanel(QWidget):
             self.decoder,
             embedding,
             objects,
+            (self.session.source, index) if self.zoom.isChecked() else None,
             on_return=lambda result: self._decoded(key, signature, objects, *result),
             on_finish=self._decode_finished,
         )

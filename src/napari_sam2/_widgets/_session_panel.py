@@ -155,6 +155,7 @@ class SessionPanel(QWidget):
         except KeyError:
             trained = None
         spec["image_size"] = model.image_size if model.image_size != trained else None
+        spec["zoom"] = self.segment.zoom.isChecked()
         return spec
 
     # ------------------------------------------------------------------ load
@@ -290,6 +291,7 @@ class SessionPanel(QWidget):
             self.model.set_choice(TEST_CHOICE if name == TEST_PRESET else name)
         if spec.get("precision"):
             self.model.precision.setCurrentText(str(spec["precision"]))
+        self.segment.zoom.setChecked(bool(spec.get("zoom", False)))
 
     def _labels_in_output(self) -> list[int]:
         layer = self.output.layer()

@@ -18,6 +18,7 @@ from ..modeling.sam2 import SAM2Model
 from ..predictor import ImagePredictor
 from ..synthetic import nuclei_image, sample, timelapse
 from .batches import object_ids
+from ..zoom import contains
 from .prompt_sampling import centre_click, correction_click, tight_box
 
 HELD_OUT_SEED = 1_000_003  # far from the training seeds (training draws from seed and step)
@@ -40,9 +41,10 @@ class PromptScores:
 
 
 def prompt_scores(
-    model: SAM2Model, images: list[tuple[np.ndarray, np.ndarray]], max_objects: int = 12
+    model: SAM2Model, images: list[tuple[np.ndarray, np.ndarray]], max_objects: int = 12, zoom: bool = False
 ) -> PromptScores:
-    """Interactive segmentation of every (image, labels) pair's objects (up to max_objects each)."""
+    """Interactive segmentation of every (image, labels) pair's objects (up to max_objects each);
+    `zoom` as in `ImagePredictor.predict` (corrections refine in the first prediction's window)."""
     predictor = ImagePredictor(model, precision="fp32")
     clicks, boxes, corrected = [], [], []
     for image, labels in images:
@@ -50,22 +52,26 @@ def prompt_scores(
         for obj in object_ids(labels)[:max_objects]:
             target = labels == obj
             point = centre_click(target)
-            first = predictor.predict(points=point[None], multimask_output=True)
+            first = predictor.predict(points=point[None], multimask_output=True, zoom=zoom)
             best = first.best
             clicks.append(iou(first.masks[best], target))
-            boxes.append(iou(predictor.predict(box=tight_box(target), multimask_output=False).masks[0], target))
+            boxed = predictor.predict(box=tight_box(target), multimask_output=False, zoom=zoom)
+            boxes.append(iou(boxed.masks[0], target))
             points, point_labels = [point], [1]
-            mask, logits = first.masks[best], first.logits[best]
+            mask, logits, window = first.masks[best], first.logits[best], first.window
             for _ in range(2):
                 click = correction_click(mask, target)
                 if click is None:
                     break
                 points.append(click[0])
                 point_labels.append(click[1])
+                # refine in the window of the logits; a click outside it zooms anew
+                same = window is None or contains(window, click[0])
                 out = predictor.predict(
-                    points=np.stack(points), labels=point_labels, mask_input=logits, multimask_output=False
+                    points=np.stack(points), labels=point_labels, mask_input=logits if same else None,
+                    multimask_output=False, zoom=window if same else True,
                 )
-                mask, logits = out.masks[0], out.logits[0]
+                mask, logits, window = out.masks[0], out.logits[0], out.window
             corrected.append(iou(mask, target))
     return PromptScores(float(np.mean(clicks)), float(np.mean(boxes)), float(np.mean(corrected)), len(clicks))
 
@@ -174,6 +180,9 @@ def full_report(model: SAM2Model, log: Callable[[str], None] = print) -> dict:
         s = prompt_scores(model, held_out_images(12, style))
         report[f"prompts_{style}"] = vars(s)
         log(f"{style}: 1 click {s.click:.3f}, box {s.box:.3f}, 1 click + 2 corrections {s.click_2_corrections:.3f} ({s.n_objects} objects)")
+        z = prompt_scores(model, held_out_images(12, style), zoom=True)
+        report[f"prompts_{style}_zoom"] = vars(z)
+        log(f"{style}, zoom=True: 1 click {z.click:.3f}, box {z.box:.3f}, 1 click + 2 corrections {z.click_2_corrections:.3f}")
     t = tracking_scores(model)
     report["tracking"] = vars(t)
     log(f"tracking {t.n_cells} cells x {t.n_frames} frames: mean IoU {t.mean_iou:.3f}, identity kept {t.identity_kept:.3f}")
