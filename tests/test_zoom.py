@@ -111,6 +111,11 @@ def test_zoom_errors_name_the_fix(model, small_nuclei):
         predictor.predict(points=[[100, 100]], zoom=True)
     predictor.set_embedding(embedding, image=prepare_image(image))
     assert predictor.predict(points=[[100, 100]], zoom=True).masks.shape[-2:] == (512, 512)
+    crop = predictor._zoomed
+    predictor.set_embedding(embedding, image=prepare_image(image))  # the same plane: crop kept
+    assert predictor._zoomed is crop
+    predictor.set_embedding(predictor.set_image(image[::-1].copy()), image=prepare_image(image))
+    assert predictor._zoomed is None  # another embedding: the crop is dropped
     # zoom off leaves the whole-image path (and its parity with the official) untouched
     assert predictor.predict(points=[[100, 100]]).window is None
 

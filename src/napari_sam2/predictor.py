@@ -92,6 +92,7 @@ class ImagePredictor:
         self._embedding: ImageEmbedding | None = None
         self._image: np.ndarray | None = None  # prepared RGB (float16), for zooming
         self._zoomed: tuple[Window, ImageEmbedding] | None = None
+        self._restored: ImageEmbedding | None = None  # the embedding last given to set_embedding
 
     # ------------------------------------------------------------------ embedding
 
@@ -109,7 +110,7 @@ class ImagePredictor:
         stack), or None to feed an 8-bit RGB image exactly as the official predictor does.
         """
         rgb = prepare_image(image, normalization, channels=channels, channel_axis=channel_axis)
-        self._embedding = self.embed_prepared([rgb])[0]
+        self._embedding, self._restored = self.embed_prepared([rgb])[0], None
         self._keep_image(rgb)
         return self._embedding
 
@@ -127,7 +128,7 @@ class ImagePredictor:
         for start in range(0, len(rgbs), batch_size):
             embeddings += self.embed_prepared(rgbs[start : start + batch_size])
         if embeddings:
-            self._embedding = embeddings[-1]
+            self._embedding, self._restored = embeddings[-1], None
             self._keep_image(rgbs[-1])
         return embeddings
 
@@ -154,11 +155,13 @@ class ImagePredictor:
     def set_embedding(self, embedding: ImageEmbedding, image: np.ndarray | None = None) -> None:
         """Make a previously computed embedding current (no re-encoding); `image`, the RGB it
         was computed from (`prepare_image`), is only needed to zoom."""
-        self._embedding = embedding.to(self.device)
+        zoomed = self._zoomed if embedding is self._restored and image is not None else None
+        self._embedding, self._restored = embedding.to(self.device), embedding
         self._keep_image(image)
+        self._zoomed = zoomed  # the same plane again (e.g. a widget's next preview): keep its crop
 
     def reset(self) -> None:
-        self._embedding = None
+        self._embedding = self._restored = None
         self._keep_image(None)
 
     def _keep_image(self, rgb: np.ndarray | None) -> None:
