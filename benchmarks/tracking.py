@@ -1,8 +1,10 @@
 """Tracking speed: seconds per frame for 1, 4 and 16 objects, ours beside the official, one run.
 
     python benchmarks/tracking.py [--variant sam2.1_hiera_tiny] [--frames 5] [--image-size 1024]
+                                  [--warmup 1] [--compile]
 
-Frames are 512x512; every object gets one click on frame 0; the time of frames 1.. is averaged.
+Frames are 512x512; every object gets one click on frame 0; the time of the tracked frames after
+the first `--warmup` is averaged (raise it with --compile: the first frames compile).
 Same random weights on both sides; the official predictor runs objects one after another.
 """
 
@@ -34,7 +36,12 @@ def clicks(k: int, size: int = 512) -> list[list[float]]:
     return [[float(x), float(y)] for y in grid for x in grid][:k]
 
 
-def ours_per_frame(model, frames, k, precision, compiled=False) -> float:
+def steady(times: list[float], warmup: int) -> float:
+    """Mean seconds per tracked frame after the warm-up frames (all of them if too few)."""
+    return float(np.mean(times[warmup:] if len(times) > warmup else times))
+
+
+def ours_per_frame(model, frames, k, precision, warmup, compiled=False) -> float:
     tracker = StackTracker(model, frames, precision=precision, normalization=None, compile=compiled)
     for obj_id, point in enumerate(clicks(k), start=1):
         tracker.add_points(0, obj_id, [point])
@@ -44,10 +51,10 @@ def ours_per_frame(model, frames, k, precision, compiled=False) -> float:
         if result.frame > 0:
             times.append(now - last)
         last = now
-    return float(np.mean(times[1:] if len(times) > 2 else times))
+    return steady(times, warmup)
 
 
-def official_per_frame(predictor, folder, k) -> float:
+def official_per_frame(predictor, folder, k, warmup) -> float:
     with torch.inference_mode():
         state = predictor.init_state(str(folder))
         for obj_id, point in enumerate(clicks(k), start=1):
@@ -58,7 +65,7 @@ def official_per_frame(predictor, folder, k) -> float:
             if frame > 0:
                 times.append(now - last)
             last = now
-    return float(np.mean(times[1:] if len(times) > 2 else times))
+    return steady(times, warmup)
 
 
 def main() -> None:
@@ -67,6 +74,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--objects", type=int, nargs="*", default=[1, 4, 16])
+    parser.add_argument("--warmup", type=int, default=1, help="tracked frames left out of the mean")
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile path")
     args = parser.parse_args()
     frames = movie(args.frames)
@@ -84,12 +92,12 @@ def main() -> None:
             Image.fromarray(frame).save(folder / f"{t}.jpg")
     rows = []
     for k in args.objects:
-        official = official_per_frame(predictor, folder, k) if predictor is not None else float("nan")
-        exact = ours_per_frame(model, frames, k, "fp32")
-        fast = ours_per_frame(model, frames, k, "auto")
+        official = official_per_frame(predictor, folder, k, args.warmup) if predictor is not None else float("nan")
+        exact = ours_per_frame(model, frames, k, "fp32", args.warmup)
+        fast = ours_per_frame(model, frames, k, "auto", args.warmup)
         row = [k, exact, fast, official, exact / official, fast / official]
         if args.compile:
-            compiled = ours_per_frame(model, frames, k, "auto", compiled=True)
+            compiled = ours_per_frame(model, frames, k, "auto", args.warmup, compiled=True)
             row += [compiled, compiled / official]
         rows.append(row)
     header = ["objects", "ours fp32", "ours fast", "official fp32", "fp32 ratio", "fast ratio"]
@@ -97,7 +105,8 @@ def main() -> None:
         header += ["ours fast+compile", "compiled ratio"]
     print(machine_line())
     print_table(
-        f"Tracking, {args.variant} at {args.image_size} px, 512x512 frames (seconds per frame)", header, rows
+        f"Tracking, {args.variant} at {args.image_size} px, 512x512 frames (seconds per frame, "
+        f"mean over tracked frames {args.warmup + 1}-{args.frames - 1})", header, rows
     )
 
 
