@@ -20,7 +20,7 @@ _EXPORTS = {
     "SAM2Model": "modeling.sam2",
     "ImagePredictor": "predictor",
     "Prediction": "predictor",
-    "PromptError": "predictor",
+    "PromptError": "prompt_checks",
     "AutomaticMaskGenerator": "automatic",
     "Normalization": "normalization",
     "ImageInputError": "image_checks",
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .loading import build_model, load_model
     from .modeling.config import PRESETS, SAM2Config
     from .modeling.sam2 import SAM2Model
-    from .predictor import ImagePredictor, Prediction, PromptError
+    from .predictor import ImagePredictor, Prediction
+    from .prompt_checks import PromptError
     from .download import DownloadError, ensure_checkpoint
     from .frames import FrameSource
     from .label_writer import LabelWriter

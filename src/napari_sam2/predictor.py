@@ -21,14 +21,11 @@ from .modeling.sam2 import SAM2Model
 from .normalization import Normalization
 from .postprocess import fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .zoom import Window, check_window, contains, in_window, paste_masks, prompt_extent, zoom_window
+from .prompt_checks import PromptError, check_labels, check_points, clip_boxes, outside
+from .zoom import Window, check_window, in_window, paste_masks, prompt_extent, zoom_window
 
 LOGIT_CLAMP = 32.0  # low-res logits are returned clamped, ready to feed back as mask_input
 STABILITY_OFFSET = 1.0
-
-
-class PromptError(ValueError):
-    """A prompt that cannot be used, with what is wrong with it."""
 
 
 @dataclass
@@ -234,11 +231,11 @@ class ImagePredictor:
         else:
             window = check_window(zoom, (h, w))
         if points is not None:
-            pts = _check_points(points, h, w)
-            outside = [p.tolist() for p in pts if not contains(window, p)]
-            if outside:
+            pts = check_points(points, h, w)
+            away = outside(pts, window)
+            if away.any():
                 raise PromptError(
-                    f"Point {outside[0]} is outside the zoom window {window}; "
+                    f"Point {pts[away][0].tolist()} is outside the zoom window {window}; "
                     "use zoom=True to choose a window around every prompt."
                 )
             points = in_window(pts, window)
@@ -256,8 +253,8 @@ class ImagePredictor:
     def _auto_window(self, emb, points, labels, box, multimask_output) -> Window | None:
         """A window around the box, or around the clicks and their whole-image mask."""
         h, w = emb.image_hw
-        pts = None if points is None else _check_points(points, h, w)
-        boxes = None if box is None else _clip_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4), h, w)
+        pts = None if points is None else check_points(points, h, w)
+        boxes = None if box is None else clip_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4), h, w)
         mask_box = None
         if boxes is None:
             first = self.predict(points, labels, None, None, multimask_output)
@@ -278,12 +275,12 @@ class ImagePredictor:
         h, w = emb.image_hw
         coord_list, label_list = [], []
         if box is not None:
-            boxes = _clip_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4), h, w)
+            boxes = clip_boxes(np.asarray(box, dtype=np.float64).reshape(-1, 4), h, w)
             coord_list.append(boxes.reshape(-1, 2, 2))
             label_list.append(np.tile([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT], (len(boxes), 1)))
         if points is not None:
-            pts = _check_points(points, h, w)
-            lab = _check_labels(labels, len(pts))
+            pts = check_points(points, h, w)
+            lab = check_labels(labels, len(pts))
             batch = len(coord_list[0]) if coord_list else 1
             coord_list.append(np.broadcast_to(pts, (batch, *pts.shape)))
             label_list.append(np.broadcast_to(lab, (batch, len(lab))))
@@ -352,52 +349,6 @@ class ImagePredictor:
             masks.append(full > self.mask_threshold)
             stability.append(stability_score(full, self.mask_threshold, STABILITY_OFFSET))
         return torch.stack(masks), torch.stack(stability)
-
-
-def _check_points(points, h: int, w: int) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim == 1 and pts.size == 2:
-        pts = pts[None]
-    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
-        raise PromptError(f"points must be an (N, 2) array of (x, y) pixels; got shape {pts.shape}.")
-    if not np.isfinite(pts).all():
-        raise PromptError("points contain NaN or infinite coordinates.")
-    # Pixel i covers [i - 0.5, i + 0.5]: anything on the image is accepted.
-    outside = (pts[:, 0] < -0.5) | (pts[:, 0] > w - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > h - 0.5)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise PromptError(
-            f"Point {i} at (x={pts[i, 0]:g}, y={pts[i, 1]:g}) is outside the {w}x{h} image "
-            "(points are (x, y) = (column, row) pixels)."
-        )
-    return pts
-
-
-def _check_labels(labels, n: int) -> np.ndarray:
-    if labels is None:
-        return np.ones(n, dtype=np.int64)
-    lab = np.asarray(labels).reshape(-1)
-    if len(lab) != n:
-        raise PromptError(f"{n} points but {len(lab)} labels.")
-    if not np.isin(lab, (0, 1)).all():
-        raise PromptError("labels must be 1 (foreground) or 0 (background).")
-    return lab.astype(np.int64)
-
-
-def _clip_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Boxes clipped to the image extent [0, W] x [0, H]; an empty or outside box is an error."""
-    if not np.isfinite(boxes).all():
-        raise PromptError("box contains NaN or infinite coordinates.")
-    x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
-    bad = (x1 <= x0) | (y1 <= y0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise PromptError(f"Box {i} {boxes[i].tolist()} is empty: boxes are (x0, y0, x1, y1) with x0 < x1, y0 < y1.")
-    off = (x1 < 0) | (y1 < 0) | (x0 > w) | (y0 > h)
-    if off.any():
-        i = int(np.flatnonzero(off)[0])
-        raise PromptError(f"Box {i} {boxes[i].tolist()} lies outside the {w}x{h} image.")
-    return np.stack([x0.clip(0, w), y0.clip(0, h), x1.clip(0, w), y1.clip(0, h)], axis=1)
 
 
 def _squeeze_batch(p: Prediction) -> Prediction:

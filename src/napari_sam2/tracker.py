@@ -34,7 +34,8 @@ from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from .modeling.sam2 import FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
 from .postprocess import fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .predictor import LOGIT_CLAMP, PromptError, _check_labels, _check_points, _clip_boxes
+from .predictor import LOGIT_CLAMP
+from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
 
 DIRECTIONS = ("both", "forward", "backward")
 
@@ -121,8 +122,8 @@ class StackTracker:
         """Clicks on `frame` for object `obj_id`: (N, 2) (x, y) pixels, labels 1/0 (default 1).
         clear=False adds them to the clicks already on that frame."""
         h, w = self.frame_hw
-        pts = _check_points(points, h, w)
-        lab = _check_labels(labels, len(pts))
+        pts = check_points(points, h, w)
+        lab = check_labels(labels, len(pts))
         return self._add_prompt(frame, obj_id, pts, lab, clear)
 
     def add_box(
@@ -130,12 +131,12 @@ class StackTracker:
     ) -> TrackResult:
         """A box (x0, y0, x1, y1) pixels on `frame`, optionally with clicks."""
         h, w = self.frame_hw
-        corners = _clip_boxes(np.asarray(box, dtype=np.float64).reshape(1, 4), h, w).reshape(2, 2)
+        corners = clip_boxes(np.asarray(box, dtype=np.float64).reshape(1, 4), h, w).reshape(2, 2)
         pts, lab = corners, np.array([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT])
         if points is not None:
-            extra = _check_points(points, h, w)
+            extra = check_points(points, h, w)
             pts = np.concatenate([pts, extra])
-            lab = np.concatenate([lab, _check_labels(labels, len(extra))])
+            lab = np.concatenate([lab, check_labels(labels, len(extra))])
         return self._add_prompt(frame, obj_id, pts, lab, clear=True)
 
     def add_mask(self, frame: int, obj_id: int, mask: Any) -> TrackResult:

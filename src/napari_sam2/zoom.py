@@ -65,12 +65,6 @@ def prompt_extent(points: np.ndarray | None, box: np.ndarray | None, mask_box: n
     return np.concatenate([xy.min(axis=0), xy.max(axis=0)])
 
 
-def contains(window: Window, xy) -> bool:
-    """Whether pixel (x, y) is in the window (pixel i covers [i - 0.5, i + 0.5])."""
-    x0, y0, x1, y1 = window
-    return x0 - 0.5 <= xy[0] <= x1 - 0.5 and y0 - 0.5 <= xy[1] <= y1 - 0.5
-
-
 def in_window(xy: np.ndarray, window: Window) -> np.ndarray:
     """Coordinates (..., 2k) shifted into the window's frame."""
     offset = np.tile(np.array(window[:2], dtype=np.float64), xy.shape[-1] // 2)

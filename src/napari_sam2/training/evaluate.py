@@ -16,9 +16,9 @@ import numpy as np
 from ..automatic import AutomaticMaskGenerator
 from ..modeling.sam2 import SAM2Model
 from ..predictor import ImagePredictor
+from ..prompt_checks import outside
 from ..synthetic import nuclei_image, sample, timelapse
 from .batches import object_ids
-from ..zoom import contains
 from .prompt_sampling import centre_click, correction_click, tight_box
 
 HELD_OUT_SEED = 1_000_003  # far from the training seeds (training draws from seed and step)
@@ -66,7 +66,7 @@ def prompt_scores(
                 points.append(click[0])
                 point_labels.append(click[1])
                 # refine in the window of the logits; a click outside it zooms anew
-                same = window is None or contains(window, click[0])
+                same = window is None or not outside(np.asarray(click[0], dtype=float)[None], window)[0]
                 out = predictor.predict(
                     points=np.stack(points), labels=point_labels, mask_input=logits if same else None,
                     multimask_output=False, zoom=window if same else True,
@@ -177,10 +177,11 @@ def full_report(model: SAM2Model, log: Callable[[str], None] = print) -> dict:
 
     report: dict = {}
     for style in ("nuclei", "clumps", "cells"):
-        s = prompt_scores(model, held_out_images(12, style))
+        images = held_out_images(12, style)
+        s = prompt_scores(model, images)
         report[f"prompts_{style}"] = vars(s)
         log(f"{style}: 1 click {s.click:.3f}, box {s.box:.3f}, 1 click + 2 corrections {s.click_2_corrections:.3f} ({s.n_objects} objects)")
-        z = prompt_scores(model, held_out_images(12, style), zoom=True)
+        z = prompt_scores(model, images, zoom=True)
         report[f"prompts_{style}_zoom"] = vars(z)
         log(f"{style}, zoom=True: 1 click {z.click:.3f}, box {z.box:.3f}, 1 click + 2 corrections {z.click_2_corrections:.3f}")
     t = tracking_scores(model)
