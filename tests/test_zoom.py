@@ -136,3 +136,33 @@ def test_api_and_prompt_file_replays_zoom(model, small_nuclei):
     session.model = {"name": None, "precision": "fp32", "zoom": True}  # as the widget saves it
     replayed = api.run_session(session, image, model)
     assert all(iou(replayed == i, zoomed == i) >= 0.98 for i in objects)
+
+
+def test_prompt_command_zoom_flag(model, small_nuclei, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import tifffile
+
+    from napari_sam2 import api
+
+    image, labels = small_nuclei
+    objects = {i: [{"box": tight_box(labels == i).tolist()}] for i in (2, 5, 8)}
+    session = api._session(objects)
+    session.model = {"name": None, "precision": "fp32"}  # a file saved without zoom
+    session.save(tmp_path / "prompts.json")
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    env = {**os.environ, CACHE_ENV: str(tmp_path / "cache"), "NAPARI_SAM2_OFFLINE": "1"}
+    found = {}
+    for flag in ("--zoom", "--no-zoom"):
+        out = tmp_path / f"labels{flag}.tif"
+        command = ["prompt", tmp_path / "image.tif", "--prompts", tmp_path / "prompts.json", "--out", out, flag]
+        subprocess.run([sys.executable, "-m", "napari_sam2", *map(str, command)], env=env, check=True, timeout=300)
+        found[flag] = tifffile.imread(out)
+    for flag, zoom in (("--zoom", True), ("--no-zoom", False)):
+        expected = api.segment_objects(image, objects, model, precision="fp32", zoom=zoom)
+        assert all(iou(found[flag] == i, expected == i) >= 0.98 for i in objects)
+    assert np.mean([iou(found["--zoom"] == i, labels == i) for i in objects]) > np.mean(
+        [iou(found["--no-zoom"] == i, labels == i) for i in objects]
+    )

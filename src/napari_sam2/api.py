@@ -192,11 +192,12 @@ def run_session(
     direction: str | None = None,
     precision: str | None = None,
     device: str = "auto",
+    zoom: bool | None = None,
 ) -> np.ndarray:
     """Replay a prompts file: the same image, model, normalisation and prompts give the same labels.
 
     The keyword arguments override the file's choices (None keeps them): mode 'segment' or
-    'propagate', the stack axis, the direction and the precision.
+    'propagate', the stack axis, the direction, the precision and zoom (segment mode only).
     """
     if not isinstance(session, PromptSession):
         session = PromptSession.load(session)
@@ -220,7 +221,7 @@ def run_session(
     if mode is None:  # the file's mode; a file without a stack axis segments its one image
         mode = "segment" if axis is None else session.mode
     if mode == "segment":
-        zoom = bool(session.model.get("zoom", False))
+        zoom = bool(session.model.get("zoom", False)) if zoom is None else zoom
         return segment_objects(data, session, model, precision, norm, axis, channels, channel_axis, zoom)
     direction = direction or session.propagation.get("direction", "both")
     return propagate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .common import Bar, image_files, load_from_args, model_options, output_path, write_labels
@@ -35,6 +36,9 @@ def register(sub) -> None:
         p.add_argument("--out", required=True, help="output label TIFF")
         p.add_argument("--axis", type=int, default=None, help="stack axis (default: the prompts file's)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        if name == "prompt":
+            p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=None,
+                           help="segment small objects on enlarged crops around them (default: the prompts file's)")
         if name == "propagate":
             p.add_argument("--direction", default=None, choices=["both", "forward", "backward"],
                            help="default: the prompts file's, else both")
@@ -92,7 +96,7 @@ def _prompt(args) -> None:
     session = PromptSession.load(args.prompts)
     target = output_path(Path(args.out), args.overwrite)
     image = _read_image(Path(args.image))
-    labels = run_session(session, image, mode="segment", **_replay_options(args))
+    labels = run_session(session, image, mode="segment", zoom=args.zoom, **_replay_options(args))
     write_labels(target, labels)
     print(f"{args.image} -> {target}: {len(session.objects)} objects")
 
