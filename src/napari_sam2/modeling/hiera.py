@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP
+from .attention_kernel import attention
 from .config import HieraConfig
 
 
@@ -74,7 +75,7 @@ class MultiScaleAttention(nn.Module):
             q = max_pool_2x2(q.reshape(b, h, w, -1), self.q_stride)
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, -1)
-        x = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         x = x.transpose(1, 2).reshape(b, h, w, -1)
         return self.proj(x)
 
