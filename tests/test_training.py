@@ -69,7 +69,7 @@ def test_loss_prefers_the_right_mask_and_learns_absence():
 @pytest.fixture(scope="module")
 def micro():
     torch.manual_seed(0)
-    return build_model("napari_sam2_micro", device="cpu")
+    return build_model("napari_sam2_micro", device="cpu", image_size=256)  # 256 px: faster steps
 
 
 def test_training_steps_lower_the_loss_on_images_and_clips(micro):
@@ -223,3 +223,25 @@ def test_trainer_applies_local_memory_init_and_records_it(tmp_path, monkeypatch)
     for weights in _memory_attention_maps(model, monkeypatch):
         assert float(weights.diagonal().mean()) > 0.5
     assert trainer.metadata()["config"]["local_memory_init"] is True
+
+
+def test_train_command_sizes_and_warmup(tmp_path, checkpoint):
+    """`napari-sam2 train --image-size --synthetic-size --warmup`: the run trains at that input
+    size on synthetic images of that side, records both, and its best.pt loads at that size."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    command = [
+        "train", run, "--model", checkpoint, "--image-size", 128, "--synthetic", "--synthetic-size", 96,
+        "--steps", 2, "--images-per-step", 1, "--objects-per-image", 2, "--video-every", 0,
+        "--warmup", 1, "--eval-every", 2, "--device", "cpu",
+    ]
+    subprocess.run([sys.executable, "-m", "napari_sam2", *map(str, command)], check=True, timeout=600)
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["image_size"] == 128 and meta["config"]["warmup"] == 1
+    assert meta["training_data"].startswith("synthetic 96x96")
+    assert load_model(run / "best.pt", device="cpu").image_size == 128  # from best.json
+    assert load_model(run / "best.pt", device="cpu", image_size=256).image_size == 256
+    (run / "best.json").write_text("not json")
+    assert load_model(run / "best.pt", device="cpu").image_size == 256  # the preset's

@@ -53,12 +53,13 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_nuclei():
-    """Nuclei of radius 6-9 px in a 512 px image: 3-4.5 px at the shipped model's 256 px."""
+    """Nuclei of radius 6-9 px in a 512 px image: 4.5-7 px at the shipped model's 384 px."""
     return nuclei_image((512, 512), 10, seed=11, radius=(6, 9))
 
 
 def test_zoom_segments_small_nuclei_better(model, small_nuclei):
-    # measured: boxes 0.661 -> 0.860, clicks 0.571 -> 0.765
+    # measured: boxes 0.788 -> 0.852, clicks 0.725 -> 0.800 (384 px model; at 256 px the gain was
+    # larger: boxes 0.661 -> 0.860, clicks 0.571 -> 0.765)
     image, labels = small_nuclei
     predictor = ImagePredictor(model, precision="fp32")
     predictor.set_image(image)
@@ -70,7 +71,7 @@ def test_zoom_segments_small_nuclei_better(model, small_nuclei):
         result = predictor.predict(box=box, multimask_output=False, zoom=True)
         zoomed.append(iou(result.masks[0], target))
         x0, y0, x1, y1 = result.window
-        assert x1 - x0 == y1 - y0 and 128 <= x1 - x0 <= 512 / 1.1  # enlarged 1.1-2x
+        assert x1 - x0 == y1 - y0 and 384 / 2 <= x1 - x0 <= 512 / 1.1  # enlarged 1.1-2x
         outside = result.masks[0].copy()
         outside[y0:y1, x0:x1] = False
         assert not outside.any()
@@ -78,8 +79,8 @@ def test_zoom_segments_small_nuclei_better(model, small_nuclei):
         np.testing.assert_array_equal(result.boxes[0], [cols.min(), rows.min(), cols.max(), rows.max()])
         click = predictor.predict(points=centre_click(target)[None], zoom=True)
         clicks.append(iou(click.masks[click.best], target))
-    assert np.mean(zoomed) >= 0.80 and np.mean(zoomed) >= np.mean(plain) + 0.12
-    assert np.mean(clicks) >= 0.70
+    assert np.mean(zoomed) >= 0.82 and np.mean(zoomed) >= np.mean(plain) + 0.04
+    assert np.mean(clicks) >= 0.75
 
 
 def test_refinement_in_the_window_and_mask_prompts(model, small_nuclei):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -79,7 +80,8 @@ def load_model(
         cache (tiny before larger, 2.1 before 2), else the model shipped with the package, else
         sam2.1_hiera_tiny (downloaded).
     device: 'auto' (cuda, then mps, then cpu), or any torch device.
-    image_size: run at another input resolution than the trained one (multiple of 32).
+    image_size: run at another input resolution than the trained one (multiple of 32); for a
+        checkpoint file, the default is the size in the metadata file beside it (`best.json`).
     progress: called with (bytes done, total) during a download; default: a bar on stderr.
     offline: never download (default: the NAPARI_SAM2_OFFLINE environment variable).
     """
@@ -114,9 +116,22 @@ def load_model(
             )
         state, _ = read_checkpoint(path)
         config = identify_variant(state, f"The checkpoint {path}")
+        if image_size is None:
+            image_size = trained_image_size(path)
     if image_size is not None:
         config = config.with_image_size(image_size)
     return _instantiate(config, state, resolve_device(device), resolve_dtype(dtype))
+
+
+def trained_image_size(checkpoint: Path) -> int | None:
+    """The input size recorded in the metadata file beside a checkpoint (`best.json` beside
+    `best.pt`, as training writes it), so that a model fine-tuned at another size loads at it."""
+    meta = checkpoint.with_suffix(".json")
+    try:
+        size = json.loads(meta.read_text()).get("image_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _is_preset(text: str) -> bool:

@@ -18,9 +18,14 @@ def register(sub) -> None:
     train.add_argument("run_dir", help="folder for checkpoints, logs and the best model")
     train.add_argument("--model", default=None, help="model to fine-tune: preset or checkpoint file (default: built-in)")
     train.add_argument("--from-scratch", metavar="PRESET", help="start from random weights of this architecture instead")
+    train.add_argument("--image-size", type=int, default=None, help="model input size in pixels (default: the model's)")
     train.add_argument("--images", help="folder of images (TIFF, PNG, ...); 3-D files are stacks")
     train.add_argument("--labels", help="folder of label images with the same file names")
     train.add_argument("--synthetic", action="store_true", help="train on synthetic microscopy (default without --images)")
+    train.add_argument(
+        "--synthetic-size", type=int, default=None,
+        help="side of the synthetic images (default: the model's input size; the model resizes them to it)",
+    )
     train.add_argument("--trainable", default="all", choices=["decoder", "decoder+memory", "all"], help="what learns")
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--images-per-step", type=int, default=8)
@@ -33,6 +38,7 @@ def register(sub) -> None:
         help="first re-initialise memory attention to attend locally (a model whose tracking never learned)",
     )
     train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--warmup", type=int, default=100, help="steps of linear learning-rate warm-up")
     train.add_argument("--focal-weight", type=float, default=20.0, help="focal : dice weight (SAM 2: 20; from scratch: 1)")
     train.add_argument("--eval-every", type=int, default=250)
     train.add_argument("--seed", type=int, default=0)
@@ -59,23 +65,26 @@ def _train(args) -> None:
     config = TrainConfig(
         steps=args.steps, trainable=args.trainable, images_per_step=args.images_per_step,
         objects_per_image=args.objects_per_image, video_every=args.video_every, lr=args.lr,
-        eval_every=args.eval_every, seed=args.seed, focal_weight=args.focal_weight,
+        eval_every=args.eval_every, seed=args.seed, focal_weight=args.focal_weight, warmup=args.warmup,
         clip_frames=args.clip_frames, clip_objects=args.clip_objects, local_memory_init=args.local_memory_init,
     )
     torch.manual_seed(config.seed)
     if args.from_scratch:
         from ..training.init import init_from_scratch
 
-        model = init_from_scratch(build_model(args.from_scratch, device=args.device))
+        model = init_from_scratch(build_model(args.from_scratch, device=args.device, image_size=args.image_size))
         base = f"random {args.from_scratch}"
     else:
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, image_size=args.image_size)
         base = str(args.model or model.config.name)
     validation = None
     if args.images:
+        if args.synthetic_size:
+            raise ValueError("--synthetic-size is for --synthetic training.")
         data, validation = FolderData(args.images, args.labels).split()
     else:
-        data = SyntheticData((model.image_size, model.image_size))
+        side = args.synthetic_size or model.image_size
+        data = SyntheticData((side, side))
     trainer = Trainer(model, data, args.run_dir, config, validation=validation, base_model=base)
     if trainer.step:
         print(f"resuming {args.run_dir} at step {trainer.step}", file=sys.stderr)

@@ -265,6 +265,7 @@ class Trainer:
     def metadata(self) -> dict:
         return {
             "architecture": self.model.config.name,
+            "image_size": self.model.image_size,
             "base_model": self.base_model,
             "training_data": self.data.describe(),
             "config": asdict(self.config),
