@@ -11,6 +11,8 @@ Same random weights on both sides; the official predictor runs objects one after
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -87,7 +89,8 @@ def main() -> None:
 
         predictor = build_oracle(args.variant, image_size=args.image_size, video=True)
         model.load_state_dict(predictor.state_dict())
-        folder = Path(tempfile.mkdtemp())
+        folder = Path(tempfile.mkdtemp(prefix="napari-sam2-bench-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         for t, frame in enumerate(frames):
             Image.fromarray(frame).save(folder / f"{t}.jpg")
     rows = []

@@ -9,7 +9,9 @@ clicked on frame 0 and tracked forward through the whole stack, tiny model with 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +59,8 @@ def write_jpegs(n: int) -> str:
     import numpy as np
     from PIL import Image
 
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(prefix="napari-sam2-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for t in range(n):
         frame = np.random.default_rng(t).integers(0, 255, (512, 512, 1), dtype=np.uint8)
         Image.fromarray(np.repeat(frame, 3, axis=-1)).save(folder / f"{t}.jpg")

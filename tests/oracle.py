@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,18 @@ def build_oracle(preset: str, image_size: int = 1024, seed: int = 0, video: bool
 
 
 def save_official_checkpoint(model: torch.nn.Module, path: Path) -> Path:
-    """Write `model` the way the official checkpoints are written: {"model": state_dict}."""
-    torch.save({"model": model.state_dict()}, path)
+    """Write `model` the way the official checkpoints are written: {"model": state_dict}.
+
+    Fails with the figures when the disk cannot hold it (a large model's file is 0.9 GB).
+    """
+    state = model.state_dict()
+    needed = sum(t.numel() * t.element_size() for t in state.values())
+    free = shutil.disk_usage(path.parent).free
+    if free < needed + 2**28:
+        gb = 2**30
+        pytest.fail(
+            f"{path.parent} has {free / gb:.2f} GB free and this checkpoint needs "
+            f"{needed / gb:.2f} GB: free some disk"
+        )
+    torch.save({"model": state}, path)
     return path

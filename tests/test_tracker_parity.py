@@ -15,8 +15,10 @@ NAPARI_SAM2_FULL_PARITY=1 runs every case at 1024 px (minutes per case).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -57,11 +59,14 @@ def _setup(preset: str, size: int):
     from PIL import Image
 
     folder = Path(tempfile.mkdtemp(prefix="napari-sam2-parity-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for t, frame in enumerate(synthetic_movie(size, N_FRAMES)):
         Image.fromarray(frame).save(folder / f"{t}.jpg", quality=95)
     decoded = np.stack([np.array(Image.open(folder / f"{t}.jpg").convert("RGB")) for t in range(N_FRAMES)])
     ref = build_oracle(preset, image_size=size, video=True)
-    ours = load_model(save_official_checkpoint(ref, folder / "weights.pt"), device="cpu", image_size=size)
+    weights = save_official_checkpoint(ref, folder / "weights.pt")
+    ours = load_model(weights, device="cpu", image_size=size)
+    weights.unlink()
     return ref, ours, folder, decoded
 
 
