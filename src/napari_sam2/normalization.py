@@ -81,18 +81,36 @@ def _sample_pixels(data: Any, channel_axis: int | None, max_samples: int) -> tup
 
 
 def _percentile_limits(
-    samples: np.ndarray, low: float, high: float
+    samples: np.ndarray, low: float, high: float, sparse_objects: bool = True
 ) -> tuple[list[float], list[float]]:
-    """Per-column percentiles; where they coincide (e.g. sparse bright spots), min/max instead."""
+    """Per-column percentiles; where they coincide (e.g. sparse bright spots), min/max instead.
+
+    With `sparse_objects`, the high limit is at least the bright objects' own level.
+    """
     lows, highs = [], []
     for c in range(samples.shape[1]):
         column = samples[:, c]
         lo, hi = np.percentile(column, [low, high])
         if hi <= lo:
             lo, hi = column.min(), column.max()
+        elif sparse_objects:
+            hi = max(hi, _bright_object_level(column))
         lows.append(float(lo))
         highs.append(float(hi))
     return lows, highs
+
+
+def _bright_object_level(column: np.ndarray) -> float:
+    """The 90th percentile of the pixels above the triangle threshold (the bright tail).
+
+    Where bright objects cover under ~2% of the image (a few nuclei in a large field), the high
+    percentile falls in the background: the objects saturate and their blur halo turns bright
+    enough to be taken for object. Elsewhere this level is below the high percentile.
+    """
+    from skimage.filters import threshold_triangle
+
+    bright = column[column > threshold_triangle(column, nbins=256)]
+    return float(np.percentile(bright, 90)) if bright.size >= 16 else -math.inf
 
 
 @dataclass(frozen=True)
@@ -156,10 +174,14 @@ class Normalization:
         channels: ChannelChoice = None,
         channel_axis: int | None = None,
         max_samples: int = DEFAULT_MAX_SAMPLES,
+        sparse_objects: bool = True,
     ) -> Normalization:
         """Percentile limits of an image or a whole stack (leading axes = frames), per channel.
 
         At most ~`max_samples` pixels are read (evenly spaced frames, regular grid; deterministic).
+        sparse_objects: where bright objects cover too little of the image for the high
+        percentile to reach them, the high limit is their own level instead (the 90th
+        percentile of the pixels above the triangle threshold), so that they do not saturate.
         """
         if not 0.0 <= low < high <= 100.0:
             raise ImageInputError(
@@ -183,7 +205,7 @@ class Normalization:
         if dtype == np.bool_:
             samples = samples.astype(np.uint8)
         check_finite(samples[:, None, :])
-        lows, highs = _percentile_limits(samples, low, high)
+        lows, highs = _percentile_limits(samples, low, high, sparse_objects)
         return cls(low=lows, high=highs, method="percentiles", detail=f"p{low}-p{high} of {note}")
 
     def apply(self, image: np.ndarray) -> np.ndarray:
