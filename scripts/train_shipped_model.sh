@@ -4,8 +4,9 @@
 # the CPU in four phases (running it again resumes any): images and clips from scratch at 256 px
 # (about 80 minutes on 2 cores), a tracking phase that trains the decoder and memory on 8-frame
 # clips with memory attention restarted local (about 70 minutes), then everything fine-tuned at
-# 384 px input (about 40 minutes) and once more at a lower learning rate (about 30 minutes). Measures the result on held-out data and installs weights +
-# metadata into src/napari_sam2/weights/.
+# 384 px input (about 40 minutes) and once more at a lower learning rate (about 30 minutes).
+# Measures the result on held-out data and installs weights + metadata into
+# src/napari_sam2/weights/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
