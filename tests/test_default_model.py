@@ -32,7 +32,7 @@ def test_without_shipped_weights_the_default_is_tiny(empty_cache, monkeypatch, t
 
 def test_load_model_without_a_name_loads_the_shipped_model_offline(empty_cache, fake_shipped):
     model = load_model(device="cpu")
-    assert model.config.name == SHIPPED_MODEL and model.image_size == 384
+    assert model.config.name == SHIPPED_MODEL and model.image_size == 512
     assert load_model(SHIPPED_MODEL, device="cpu").config.d_model == 128
     assert loading.default_model() == SHIPPED_MODEL
 

@@ -88,8 +88,8 @@ _LARGE = HieraConfig(
 _TEST = HieraConfig(embed_dim=32, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,))
 
 # The model the package ships: a small trunk and a 128-wide decoder and memory, trained at 256 px
-# and fine-tuned at 384 px, small enough to train on a CPU and to run interactively without a GPU
-# (see docs/shipped_model.md).
+# and fine-tuned at 384 then 512 px, small enough to train on a CPU and to run interactively
+# without a GPU (see docs/shipped_model.md).
 _MICRO = HieraConfig(
     embed_dim=32, num_heads=1, stages=(1, 2, 3, 1), global_att_blocks=(5,), window_spec=(8, 8, 8, 8)
 )
@@ -118,7 +118,7 @@ PRESETS: dict[str, SAM2Config] = {
     "napari_sam2_micro": SAM2Config(
         name="napari_sam2_micro",
         trunk=_MICRO,
-        image_size=384,
+        image_size=512,
         d_model=128,
         memory_attention_layers=2,
         checkpoint_file="napari_sam2_micro.pt",
