@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-
 from common import machine_line, print_table
 
 from napari_sam2 import build_model

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import have_oracle, machine_line, print_table, time_interleaved
 
 from napari_sam2 import build_model
+from napari_sam2.engine.precision import compute_precision, resolve_precision
 from napari_sam2.modeling.config import PRESETS
-from napari_sam2.precision import compute_precision, resolve_precision
 
 OFFICIAL = [name for name in PRESETS if name.startswith("sam2") and "test" not in name]
 

@@ -13,12 +13,11 @@ import argparse
 
 import numpy as np
 import torch
-
 from common import have_oracle, machine_line, print_table, time_call
 
 from napari_sam2 import build_model
-from napari_sam2.automatic import AutomaticMaskGenerator
-from napari_sam2.predictor import ImagePredictor
+from napari_sam2.engine.automatic import AutomaticMaskGenerator
+from napari_sam2.engine.predictor import ImagePredictor
 
 # Random weights give no confident masks: loosen the filters so that masks are produced.
 AMG_PARAMS = dict(points_per_side=32, pred_iou_thresh=0.45, stability_score_thresh=0.2, stability_score_offset=0.05)
@@ -51,6 +50,7 @@ def main() -> None:
     if have_oracle():
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
         from sam2.sam2_image_predictor import SAM2ImagePredictor
+
         from tests.oracle import build_oracle
 
         ref_model = build_oracle(args.variant)

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import have_oracle, machine_line, print_table
 
 from napari_sam2 import build_model
-from napari_sam2.tracker import StackTracker
+from napari_sam2.engine.tracker import StackTracker
 
 
 def movie(n: int, size: int = 512) -> np.ndarray:

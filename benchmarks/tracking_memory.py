@@ -36,7 +36,7 @@ class Movie:
 
 if which == "ours":
     from napari_sam2 import build_model
-    from napari_sam2.tracker import StackTracker
+    from napari_sam2.engine.tracker import StackTracker
     model = build_model("sam2.1_hiera_tiny", device="cpu", image_size=size)
     tracker = StackTracker(model, Movie(), precision="fp32", normalization=None)
     tracker.add_points(0, 1, [[256, 256]])

@@ -46,7 +46,7 @@ def main() -> None:
     from napari_sam2._widgets import _sample_data
     from napari_sam2._widgets._main import SAM2Widget
     from napari_sam2._widgets._model_panel import TEST_CHOICE, weights_present
-    from napari_sam2.shipped import SHIPPED_MODEL, has_shipped_model
+    from napari_sam2.checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
 
     OUT.mkdir(parents=True, exist_ok=True)
 

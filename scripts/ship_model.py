@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from napari_sam2 import load_model
-from napari_sam2.shipped import SHIPPED_MODEL
+from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
 from napari_sam2.training.evaluate import full_report
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_sam2" / "weights"

@@ -48,7 +48,7 @@ def own_settings(tmp_path, monkeypatch):
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
     """A cache folder with no official weights, offline."""
-    from napari_sam2.cache import CACHE_ENV
+    from napari_sam2.checkpoints.cache import CACHE_ENV
 
     folder = tmp_path / "cache"
     folder.mkdir()
@@ -60,7 +60,7 @@ def empty_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def fake_shipped(tmp_path, monkeypatch):
     """A random napari_sam2_micro checkpoint standing in for the shipped one."""
-    from napari_sam2 import shipped
+    from napari_sam2.checkpoints import shipped
 
     torch.manual_seed(0)
     path = tmp_path / "weights" / f"{shipped.SHIPPED_MODEL}.pt"

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from napari_sam2 import load_model
+from napari_sam2.engine.tracker import StackTracker
 from napari_sam2.modeling import attention_kernel
 from napari_sam2.synthetic import timelapse
-from napari_sam2.tracker import StackTracker
 from napari_sam2.training.evaluate import HELD_OUT_SEED, iou
 from napari_sam2.training.prompt_sampling import centre_click
 

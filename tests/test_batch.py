@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sam2.batch import BatchError, BatchProgress, run_batch
-from napari_sam2.prompts import Prompt, PromptSession
+from napari_sam2.batch import BatchError, run_batch
+from napari_sam2.prompt_file import Prompt, PromptSession
 from napari_sam2.synthetic import nuclei_image, timelapse
 
 # A small grid and loose filters: random weights give few confident masks.
@@ -252,11 +252,6 @@ def test_batch_size_follows_free_memory(checkpoint):
     assert auto_batch_size(model, (512, 512), free=0) == 1
     assert auto_batch_size(model, (512, 512), free=6 * per_image) == 3
     assert auto_batch_size(model, (512, 512), free=1000 * per_image) == 4  # CPU cap
-
-
-def test_progress_shows_the_time_left():
-    line = BatchProgress().line(5, 20, elapsed=10.0)
-    assert line.startswith("batch  5/20   25%") and "2.0 s/input" in line and "ETA 0:30" in line
 
 
 def test_importing_the_package_loads_no_dask():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_sam2 import CheckpointError, build_model, load_model
-from napari_sam2.checkpoint import expected_shapes, identify_variant, read_checkpoint
+from napari_sam2.checkpoints.files import expected_shapes, identify_variant, read_checkpoint
 from napari_sam2.modeling import PRESETS
 
 TEST_PRESET = "sam2.1_hiera_test"

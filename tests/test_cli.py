@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+
 from napari_sam2.api import propagate, run_session, segment_objects
-from napari_sam2.prompts import Prompt, PromptSession, PromptsFileError
+from napari_sam2.prompt_file import Prompt, PromptSession, PromptsFileError
 
 
 def cli(*args, check=True) -> subprocess.CompletedProcess:

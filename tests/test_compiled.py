@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from napari_sam2 import build_model
-from napari_sam2.tracker import StackTracker
+from napari_sam2.engine.tracker import StackTracker
 
 
 def test_compiled_tracking_matches_eager():

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 
 from napari_sam2 import load_model
-from napari_sam2 import loading, shipped
-from napari_sam2.loading import default_model
-from napari_sam2.shipped import SHIPPED_MODEL
+from napari_sam2.checkpoints import loading, shipped
+from napari_sam2.checkpoints.loading import default_model
+from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
 
 
 def test_default_is_a_cached_official_model_first(empty_cache, fake_shipped):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from napari_sam2 import build_model
-from napari_sam2 import device as device_module
-from napari_sam2.device import resolve_device, resolve_dtype
+from napari_sam2.checkpoints import device as device_module
+from napari_sam2.checkpoints.device import resolve_device, resolve_dtype
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

@@ -20,12 +20,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_sam2 import checksums, registry, transfer
-from napari_sam2.checkpoint import CheckpointError
-from napari_sam2.download import DownloadError, download_checkpoint, ensure_checkpoint
-from napari_sam2.hf_hub import resolve_hf_id
+from napari_sam2.checkpoints import checksums, registry, transfer
+from napari_sam2.checkpoints.download import DownloadError, download_checkpoint, ensure_checkpoint
+from napari_sam2.checkpoints.files import CheckpointError
+from napari_sam2.checkpoints.hf_hub import resolve_hf_id
+from napari_sam2.checkpoints.registry import (
+    OFFICIAL_CHECKPOINTS,
+    CheckpointInfo,
+    register_checkpoint,
+)
 from napari_sam2.progress import Cancelled, TextProgress
-from napari_sam2.registry import OFFICIAL_CHECKPOINTS, CheckpointInfo, register_checkpoint
 
 FILENAME = "sam2.1_hiera_tiny.pt"
 
@@ -533,14 +537,19 @@ def test_load_model_hugging_face_id_without_the_package(monkeypatch):
         load_model("facebook/sam2.1-hiera-tiny")
 
 
-def test_text_progress_prints_tenths_and_the_end():
+def test_text_progress_draws_one_bar_and_stays_quiet_when_done_at_once():
     stream = io.StringIO()
     bar = TextProgress("Downloading x.pt", stream)
     for done in range(0, 1_000_001, 50_000):
         bar(done, 1_000_000)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 11 and lines[0].startswith("Downloading x.pt  0.0/1.0 MB")
-    assert "100%" in lines[-1] and "1.0/1.0 MB" in lines[-1]
+    text = stream.getvalue()
+    assert "Downloading x.pt" in text and "1.00M/1.00M" in text and "100%" in text
+    counted = io.StringIO()
+    steps = TextProgress("train", counted, unit="step")
+    steps.postfix = "loss 0.5"
+    for done in (1, 2, 3):
+        steps(done, 3)
+    assert "3/3" in counted.getvalue() and "loss 0.5" in counted.getvalue()
     quiet = io.StringIO()
     TextProgress("x", quiet)(1_000_000, 1_000_000)
     assert quiet.getvalue() == ""

@@ -12,8 +12,8 @@ import skimage.data
 import torch
 
 from napari_sam2 import build_model
-from napari_sam2.predictor import ImagePredictor
-from napari_sam2.precision import compute_precision, resolve_precision
+from napari_sam2.engine.precision import compute_precision, resolve_precision
+from napari_sam2.engine.predictor import ImagePredictor
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_fast_embedding_is_close(predictors):
 
 
 def test_auto_precision_choice(monkeypatch):
-    import napari_sam2.precision as precision
+    import napari_sam2.engine.precision as precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)

@@ -6,16 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.coordinates import (
+from napari_sam2.images.checks import ImageInputError
+from napari_sam2.images.coordinates import (
     napari_box_to_xyxy,
     napari_to_xy,
     scale_boxes,
     scale_points,
     xy_to_napari,
 )
-from napari_sam2.image_checks import ImageInputError
-from napari_sam2.image_input import IMAGENET_MEAN, IMAGENET_STD, prepare_image, to_model_input
-from napari_sam2.normalization import Normalization
+from napari_sam2.images.model_input import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    prepare_image,
+    to_model_input,
+)
+from napari_sam2.images.normalization import Normalization
 
 
 def disk_image(h=96, w=128, bg: float = 1000, levels=(3000, 5000), dtype=np.uint16) -> np.ndarray:

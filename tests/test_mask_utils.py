@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2 import mask_utils as mu
+from napari_sam2.engine import mask_tools as mu
+from napari_sam2.modeling.mask_decoder import stability_score
 
 amg = pytest.importorskip("sam2.utils.amg", reason="the reference `sam2` package is not installed")
 tv_ops = pytest.importorskip("torchvision.ops")
@@ -107,13 +108,15 @@ def test_stability_score_matches_official():
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(7, 3, 40, 30, generator=gen) * 4
     for thr, offset in [(0.0, 1.0), (0.5, 0.7), (-1.0, 2.0)]:
-        ours = mu.calculate_stability_score(logits, thr, offset)
+        ours = stability_score(logits, thr, offset)
         assert torch.equal(ours, amg.calculate_stability_score(logits, thr, offset))
     x = torch.full((1, 4, 4), -5.0)
     x[0, :2, :2] = 0.5  # > -1 but not > 1
     x[0, 0, 0] = 3.0
-    assert mu.calculate_stability_score(x, 0.0, 1.0).item() == pytest.approx(1 / 4)
-    assert torch.isnan(mu.calculate_stability_score(torch.full((1, 4, 4), -5.0), 0.0, 1.0)).all()
+    assert stability_score(x, 0.0, 1.0).item() == pytest.approx(1 / 4)
+    empty = torch.full((2, 4, 4), -5.0)
+    assert stability_score(empty, 0.0, 1.0).tolist() == [1.0, 1.0]  # the decoder's choice
+    assert stability_score(empty, 0.0, 1.0, empty=0.0).tolist() == [0.0, 0.0]  # fails AMG filters
 
 
 def test_uncrop_matches_official():
@@ -177,13 +180,6 @@ def random_boxes(gen: torch.Generator, n: int, span: int = 200, integer: bool = 
     return torch.cat([xy, xy + wh], dim=1)
 
 
-def test_box_iou_matches_torchvision():
-    gen = torch.Generator().manual_seed(4)
-    a, b = random_boxes(gen, 30, integer=False), random_boxes(gen, 20, integer=False)
-    assert torch.equal(mu.box_iou(a, b), tv_ops.box_iou(a, b))
-    assert mu.box_iou(torch.tensor([[0, 0, 2, 1]]), torch.tensor([[0, 0, 1, 1]])).item() == 0.5
-
-
 @pytest.mark.parametrize("n", [0, 1, 60, 999, 1000])
 @pytest.mark.parametrize("thr", [0.0, 0.3, 0.5, 0.7, 1.0])
 def test_batched_nms_equals_torchvision_with_ties(n, thr):
@@ -196,7 +192,7 @@ def test_batched_nms_equals_torchvision_with_ties(n, thr):
     assert ours.dtype == torch.int64
     assert torch.equal(ours, tv_ops.batched_nms(boxes, scores, idxs, thr))
     zeros = torch.zeros_like(idxs)
-    assert torch.equal(mu.box_nms(boxes, scores, thr), tv_ops.nms(boxes, scores, thr))
+    assert torch.equal(mu.batched_box_nms(boxes, scores, torch.zeros(len(boxes), dtype=torch.long), thr), tv_ops.nms(boxes, scores, thr))
     one_category = tv_ops.batched_nms(boxes, scores, zeros, thr)
     assert torch.equal(mu.batched_box_nms(boxes, scores, zeros, thr), one_category)
 
@@ -220,7 +216,7 @@ def test_batched_nms_many_boxes(integer):
         assert torch.equal(restable, torch.arange(len(ours)))
     expected = tv_ops.batched_nms(boxes, distinct, idxs, 0.4)
     assert torch.equal(mu.batched_box_nms(boxes, distinct, idxs, 0.4), expected)
-    assert torch.equal(mu.box_nms(boxes, tied, 0.4), tv_ops.nms(boxes, tied, 0.4))
+    assert torch.equal(mu.batched_box_nms(boxes, tied, torch.zeros(len(boxes), dtype=torch.long), 0.4), tv_ops.nms(boxes, tied, 0.4))
 
 
 def test_nms_torch_path_used_on_accelerators_gives_the_same_result(monkeypatch):
@@ -236,8 +232,8 @@ def test_nms_torch_path_used_on_accelerators_gives_the_same_result(monkeypatch):
 def test_nms_keeps_iou_exactly_at_threshold_and_lower_index_on_ties():
     boxes = torch.tensor([[0.0, 0, 1, 1], [0, 0, 2, 1], [10, 10, 12, 12]])
     scores = torch.tensor([0.9, 0.9, 0.1])
-    assert mu.box_nms(boxes, scores, 0.5).tolist() == [0, 1, 2]  # IoU 0.5 is not > 0.5
-    assert mu.box_nms(boxes, scores, 0.49).tolist() == [0, 2]  # tie: index 0 visited first
+    assert mu.batched_box_nms(boxes, scores, torch.zeros(3, dtype=torch.long), 0.5).tolist() == [0, 1, 2]  # IoU 0.5 is not > 0.5
+    assert mu.batched_box_nms(boxes, scores, torch.zeros(3, dtype=torch.long), 0.49).tolist() == [0, 2]  # tie: index 0 visited first
     assert mu.batched_box_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.49).tolist() == [0, 1, 2]
 
 

@@ -14,7 +14,12 @@ import torch
 from napari_sam2 import load_model
 from napari_sam2.modeling import SpatialMemory
 
-from .oracle import CONFIG_FILES, build_oracle, requires_oracle, save_official_checkpoint
+from .oracle import (
+    CONFIG_FILES,
+    build_oracle,
+    requires_oracle,
+    save_official_checkpoint,
+)
 
 pytestmark = [requires_oracle, pytest.mark.oracle]
 

@@ -11,15 +11,15 @@ import torch
 
 from napari_sam2 import load_model
 from napari_sam2.api import _at_position, _channels_last, propagate, run_session, segment_objects
-from napari_sam2.object_prompts import (
+from napari_sam2.engine.apply_prompts import (
     MASK_LOGIT,
     add_to_tracker,
     keep_given_masks,
     mask_hint,
     segment_object,
 )
-from napari_sam2.predictor import PromptError
-from napari_sam2.prompts import Prompt, PromptSession
+from napari_sam2.engine.predictor import PromptError
+from napari_sam2.prompt_file import Prompt, PromptSession
 
 
 def test_mask_hint_gives_box_interior_click_and_low_res_logits():
@@ -163,12 +163,12 @@ def test_axes_bookkeeping():
 
 
 def _rle(mask: np.ndarray) -> list[int]:
-    from napari_sam2.mask_utils import mask_to_rle_pytorch
+    from napari_sam2.engine.mask_tools import mask_to_rle_pytorch
 
     return mask_to_rle_pytorch(torch.from_numpy(mask)[None])[0]["counts"]
 
 
 def _limits(low, high):
-    from napari_sam2.normalization import Normalization
+    from napari_sam2.images.normalization import Normalization
 
     return Normalization.from_limits(low, high)

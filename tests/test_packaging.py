@@ -228,7 +228,7 @@ def test_wheel_ships_the_built_in_model_and_its_metadata(wheel):
     """The offline default model travels inside the wheel, identical to the source tree's."""
     import json
 
-    from napari_sam2.shipped import SHIPPED_MODEL, shipped_weights
+    from napari_sam2.checkpoints.shipped import SHIPPED_MODEL, shipped_weights
 
     source = shipped_weights()
     with zipfile.ZipFile(wheel) as zf:

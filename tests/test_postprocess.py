@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from napari_sam2.postprocess import fill_holes_and_remove_sprinkles
+from napari_sam2.engine.postprocess import fill_holes_and_remove_sprinkles
 
 FG, BG = 5.0, -5.0
 

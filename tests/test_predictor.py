@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from napari_sam2 import ImagePredictor, PromptError, build_model
-from napari_sam2.coordinates import napari_to_xy
-from napari_sam2.image_checks import ImageInputError
+from napari_sam2.images.checks import ImageInputError
+from napari_sam2.images.coordinates import napari_to_xy
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
 from napari_sam2 import load_model
-from napari_sam2.automatic import AutomaticMaskGenerator
-from napari_sam2.image_input import prepare_image
-from napari_sam2.normalization import Normalization
-from napari_sam2.predictor import ImagePredictor
+from napari_sam2.engine.automatic import AutomaticMaskGenerator
+from napari_sam2.engine.predictor import ImagePredictor
+from napari_sam2.images.model_input import prepare_image
+from napari_sam2.images.normalization import Normalization
 
 from .oracle import build_oracle, requires_oracle, save_official_checkpoint
 

@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 
 from napari_sam2 import load_model
-from napari_sam2.cache import CACHE_ENV
-from napari_sam2.shipped import SHIPPED_MODEL, shipped_metadata, shipped_weights
-from napari_sam2.training.evaluate import automatic_scores, held_out_images, prompt_scores, tracking_scores
+from napari_sam2.checkpoints.cache import CACHE_ENV
+from napari_sam2.checkpoints.shipped import SHIPPED_MODEL, shipped_metadata, shipped_weights
+from napari_sam2.training.evaluate import (
+    automatic_scores,
+    held_out_images,
+    prompt_scores,
+    tracking_scores,
+)
 
 # Measured when shipped (this subset): click 0.815, box 0.837, 1 click + 2 corrections 0.877,
 # tracking 0.883 (3 cells x 12 frames), automatic F1 1.000 (14 nuclei); the demo (fp32): clicks

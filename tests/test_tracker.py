@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from napari_sam2 import build_model
-from napari_sam2.frames import FrameSource
-from napari_sam2.label_writer import LabelWriter
-from napari_sam2.memory_bank import frames_to_keep, select_memory
-from napari_sam2.predictor import PromptError
-from napari_sam2.tracker import StackTracker
+from napari_sam2.engine.memory_bank import frames_to_keep, select_memory
+from napari_sam2.engine.predictor import PromptError
+from napari_sam2.engine.tracker import StackTracker
+from napari_sam2.images.frames import FrameSource
+from napari_sam2.images.label_writer import LabelWriter
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_bad_prompts(model):
 
 
 def test_wrong_dimensionality():
-    from napari_sam2.image_checks import ImageInputError
+    from napari_sam2.images.checks import ImageInputError
 
     with pytest.raises(ImageInputError, match="stack must be"):
         FrameSource(np.zeros((64, 64)))

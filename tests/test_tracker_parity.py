@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_sam2 import load_model
-from napari_sam2.tracker import StackTracker
+from napari_sam2.engine.tracker import StackTracker
 
 from .oracle import build_oracle, requires_oracle, save_official_checkpoint
 

@@ -16,7 +16,12 @@ from napari_sam2.training import FolderData, SyntheticData, TrainConfig, Trainer
 from napari_sam2.training.batches import image_tensor, pick_objects
 from napari_sam2.training.image_step import PromptMix, image_loss
 from napari_sam2.training.losses import segmentation_loss
-from napari_sam2.training.prompt_sampling import centre_click, correction_click, jittered_box, tight_box
+from napari_sam2.training.prompt_sampling import (
+    centre_click,
+    correction_click,
+    jittered_box,
+    tight_box,
+)
 from napari_sam2.training.video_step import clip_loss
 
 

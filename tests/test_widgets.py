@@ -429,7 +429,7 @@ def test_model_loads_in_a_worker_and_the_choice_is_remembered(viewer, qtbot):
 
 
 def test_built_in_model_is_offered_first_and_is_the_default_offline(viewer, qtbot, empty_cache, fake_shipped):
-    from napari_sam2 import shipped
+    from napari_sam2.checkpoints import shipped
 
     panel = dock(viewer).model_panel
     assert panel.preset.itemData(0) == shipped.SHIPPED_MODEL

@@ -142,7 +142,7 @@ class FakeTracker:
 def fake_tracker(monkeypatch):
     FakeTracker.made = []
     FakeTracker.delay = 0.0
-    monkeypatch.setattr("napari_sam2.tracker.StackTracker", FakeTracker)
+    monkeypatch.setattr("napari_sam2.engine.tracker.StackTracker", FakeTracker)
     return FakeTracker
 
 

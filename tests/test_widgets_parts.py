@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2.image_checks import ImageInputError
-from napari_sam2.predictor import ImageEmbedding
+from napari_sam2.engine.predictor import ImageEmbedding
+from napari_sam2.images.checks import ImageInputError
 
 pytest.importorskip("napari")
 

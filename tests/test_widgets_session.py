@@ -22,7 +22,7 @@ from napari_sam2._widgets import _segment_panel  # noqa: E402
 from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
 from napari_sam2._widgets._propagate_panel import FROM_PROMPTS  # noqa: E402
 from napari_sam2.api import run_session  # noqa: E402
-from napari_sam2.prompts import Prompt, PromptSession  # noqa: E402
+from napari_sam2.prompt_file import Prompt, PromptSession  # noqa: E402
 from tests.test_widgets_jobs import FakeTracker  # noqa: E402
 
 TIMEOUT = 180_000
@@ -41,7 +41,7 @@ def model():
 def fake_tracker(monkeypatch):
     FakeTracker.made = []
     FakeTracker.delay = 0.0
-    monkeypatch.setattr("napari_sam2.tracker.StackTracker", FakeTracker)
+    monkeypatch.setattr("napari_sam2.engine.tracker.StackTracker", FakeTracker)
     return FakeTracker
 
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from napari_sam2 import ImagePredictor, load_model
-from napari_sam2.cache import CACHE_ENV
-from napari_sam2.image_input import prepare_image
-from napari_sam2.object_prompts import segment_object
-from napari_sam2.predictor import PromptError
+from napari_sam2.checkpoints.cache import CACHE_ENV
+from napari_sam2.engine.apply_prompts import segment_object
+from napari_sam2.engine.predictor import PromptError
+from napari_sam2.engine.zoom import check_window, paste_masks, prompt_extent, zoom_window
+from napari_sam2.images.model_input import prepare_image
 from napari_sam2.synthetic import nuclei_image
 from napari_sam2.training.evaluate import iou
 from napari_sam2.training.prompt_sampling import centre_click, tight_box
-from napari_sam2.zoom import check_window, paste_masks, prompt_extent, zoom_window
 
 
 def test_window_is_a_square_around_a_small_object_inside_the_image():

@@ -12,50 +12,50 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "loading",
-    "build_model": "loading",
-    "CheckpointError": "checkpoint",
+    "load_model": "checkpoints.loading",
+    "build_model": "checkpoints.loading",
+    "CheckpointError": "checkpoints.files",
     "PRESETS": "modeling.config",
     "SAM2Config": "modeling.config",
     "SAM2Model": "modeling.sam2",
-    "ImagePredictor": "predictor",
-    "Prediction": "predictor",
-    "PromptError": "prompt_checks",
-    "AutomaticMaskGenerator": "automatic",
-    "Normalization": "normalization",
-    "ImageInputError": "image_checks",
+    "ImagePredictor": "engine.predictor",
+    "Prediction": "engine.predictor",
+    "PromptError": "engine.prompt_checks",
+    "AutomaticMaskGenerator": "engine.automatic",
+    "Normalization": "images.normalization",
+    "ImageInputError": "images.checks",
     "Cancelled": "progress",
-    "StackTracker": "tracker",
-    "TrackResult": "tracker",
-    "FrameSource": "frames",
-    "LabelWriter": "label_writer",
-    "PromptSession": "prompts",
+    "StackTracker": "engine.tracker",
+    "TrackResult": "engine.tracker",
+    "FrameSource": "images.frames",
+    "LabelWriter": "images.label_writer",
+    "PromptSession": "prompt_file",
     "run_batch": "batch.run",
     "BatchSummary": "batch.summary",
-    "ensure_checkpoint": "download",
-    "DownloadError": "download",
+    "ensure_checkpoint": "checkpoints.download",
+    "DownloadError": "checkpoints.download",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .automatic import AutomaticMaskGenerator
-    from .checkpoint import CheckpointError
-    from .image_checks import ImageInputError
-    from .normalization import Normalization
-    from .loading import build_model, load_model
-    from .modeling.config import PRESETS, SAM2Config
-    from .modeling.sam2 import SAM2Model
-    from .predictor import ImagePredictor, Prediction
-    from .prompt_checks import PromptError
-    from .download import DownloadError, ensure_checkpoint
-    from .frames import FrameSource
-    from .label_writer import LabelWriter
-    from .progress import Cancelled
     from .batch.run import run_batch
     from .batch.summary import BatchSummary
-    from .prompts import PromptSession
-    from .tracker import StackTracker, TrackResult
+    from .checkpoints.download import DownloadError, ensure_checkpoint
+    from .checkpoints.files import CheckpointError
+    from .checkpoints.loading import build_model, load_model
+    from .engine.automatic import AutomaticMaskGenerator
+    from .engine.predictor import ImagePredictor, Prediction
+    from .engine.prompt_checks import PromptError
+    from .engine.tracker import StackTracker, TrackResult
+    from .images.checks import ImageInputError
+    from .images.frames import FrameSource
+    from .images.label_writer import LabelWriter
+    from .images.normalization import Normalization
+    from .modeling.config import PRESETS, SAM2Config
+    from .modeling.sam2 import SAM2Model
+    from .progress import Cancelled
+    from .prompt_file import PromptSession
 
 
 def __getattr__(name: str):

@@ -12,12 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from .label_writer import LabelWriter
+from .engine.apply_prompts import (
+    GivenMasks,
+    add_to_tracker,
+    is_given_mask,
+    keep_given_masks,
+    segment_object,
+)
+from .images.io import read_image
+from .images.label_writer import LabelWriter
+from .images.normalization import Normalization, auto_normalization
 from .modeling.sam2 import SAM2Model
-from .normalization import Normalization
-from .object_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks, segment_object
 from .progress import Cancelled, ProgressCallback, StopCheck
-from .prompts import Prompt, PromptSession, PromptsFileError
+from .prompt_file import Prompt, PromptSession, PromptsFileError
 
 
 def as_array(data: Any) -> Any:
@@ -32,7 +39,7 @@ def as_array(data: Any) -> Any:
 def _model(model: SAM2Model | str | None, device: str = "auto") -> SAM2Model:
     if isinstance(model, SAM2Model):
         return model
-    from .loading import load_model
+    from .checkpoints.loading import load_model
 
     return load_model(model, device=device)
 
@@ -51,8 +58,8 @@ def _normalization(
     if method == "limits":
         return Normalization.from_limits(spec["low"], spec["high"])
     if method in ("auto", "percentiles"):
-        if method == "auto" and np.dtype(data.dtype) == np.uint8 and data.shape[-1] in (3, 4):
-            return "auto"
+        if method == "auto":
+            return auto_normalization(data, channels=channels, channel_axis=channel_axis)
         return Normalization.from_percentiles(
             data, spec.get("low", 1.0), spec.get("high", 99.8), channels=channels, channel_axis=channel_axis
         )
@@ -67,17 +74,28 @@ def segment_everything(
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     order: str = "quality",
+    stack_axis: int | None = None,
     **params: Any,
 ) -> np.ndarray:
-    """Automatic segmentation of a 2-D image into a uint32 label image (AMG parameters as
-    keyword arguments, e.g. points_per_side=32, pred_iou_thresh=0.8; `order` as in
-    `AutomaticMaskGenerator.generate_labels`)."""
-    from .automatic import AutomaticMaskGenerator
+    """Automatic segmentation of an image into a uint32 label image, or of every slice of a
+    stack (`stack_axis`) into a label stack with one normalisation for the whole stack. AMG
+    parameters as keyword arguments (points_per_side=32, pred_iou_thresh=...); `order` as in
+    `AutomaticMaskGenerator.generate_labels`. Labels of different slices are not linked."""
+    from .engine.automatic import AutomaticMaskGenerator
 
     generator = AutomaticMaskGenerator(_model(model), precision=precision, **params)
-    return generator.generate_labels(
-        as_array(image), normalization, progress=progress, should_stop=should_stop, order=order
-    )
+    data = as_array(image)
+    if stack_axis is None:
+        return generator.generate_labels(data, normalization, progress=progress, should_stop=should_stop, order=order)
+    data = np.moveaxis(data, stack_axis, 0) if isinstance(data, np.ndarray) else np.asarray(data).swapaxes(0, stack_axis)
+    norm = auto_normalization(data) if normalization == "auto" else normalization
+    labels = np.zeros((len(data), *data.shape[1:3]), dtype=np.uint32)
+    for i in range(len(data)):
+        plane_progress = None if progress is None else (lambda d, t, i=i: progress(i * t + d, len(data) * t))
+        labels[i] = generator.generate_labels(
+            np.asarray(data[i]), norm, progress=plane_progress, should_stop=should_stop, order=order
+        )
+    return labels
 
 
 def segment_objects(
@@ -98,7 +116,7 @@ def segment_objects(
     channels / channel_axis: as for `prepare_image` (channel_axis counts in `image`'s axes).
     zoom: segment small objects on enlarged crops around them (`ImagePredictor.predict`).
     """
-    from .predictor import ImagePredictor
+    from .engine.predictor import ImagePredictor
 
     session = _session(session)
     data, stack_axis = _channels_last(as_array(image), stack_axis, channel_axis)
@@ -107,9 +125,8 @@ def segment_objects(
     norm = normalization
     if is_stack:
         data = np.moveaxis(np.asarray(data), stack_axis, 0)
-        if normalization == "auto" and data.dtype != np.uint8:
-            # one normalisation for the whole stack
-            norm = Normalization.from_percentiles(data, channels=channels)
+        if normalization == "auto":  # one normalisation for the whole stack
+            norm = auto_normalization(data, channels=channels)
     frames = sorted({p.frame for o in session.objects for p in o.prompts}) if is_stack else [0]
     shape = data.shape[1:3] if is_stack else data.shape[:2]
     labels = np.zeros((len(data), *shape) if is_stack else shape, dtype=np.uint32)
@@ -120,7 +137,7 @@ def segment_objects(
             prompts = [p for p in obj.prompts if p.frame == frame or not is_stack]
             if not prompts:
                 continue
-            points, point_labels, box, mask = _merged(session, prompts, shape)
+            points, point_labels, box, mask = session.merged(prompts, shape)
             found, _ = segment_object(predictor, points, point_labels, box, mask, zoom=zoom)
             target[found & (target == 0)] = obj.id
     return labels
@@ -147,7 +164,7 @@ def propagate(
     movies never sit in memory); default a new array. Stopping keeps the frames done. A frame
     where an object is given by a mask alone keeps that mask exactly.
     """
-    from .tracker import StackTracker
+    from .engine.tracker import StackTracker
 
     session = _session(session)
     data = as_array(stack)
@@ -157,14 +174,7 @@ def propagate(
     )
     n = tracker.num_frames
     volume = _output_volume(out, (n, *tracker.frame_hw), overwrite)
-    given: GivenMasks = {}
-    for obj in session.objects:
-        for frame in sorted({p.frame for p in obj.prompts}):
-            prompts = [p for p in obj.prompts if p.frame == frame]
-            points, labels, box, mask = _merged(session, prompts, tracker.frame_hw)
-            add_to_tracker(tracker, frame, obj.id, points, labels, box, mask)
-            if is_given_mask(points, box, mask):
-                given[(frame, obj.id)] = mask
+    given = prompt_tracker(tracker, session)
     writer = LabelWriter(volume)
     total = n + (1 if direction == "both" else 0)
     for done, result in enumerate(tracker.propagate(direction), start=1):
@@ -177,6 +187,20 @@ def propagate(
     if hasattr(volume, "flush"):
         volume.flush()
     return volume
+
+
+def prompt_tracker(tracker, session: PromptSession) -> GivenMasks:
+    """Give a StackTracker every object's prompts, merged per frame as `segment_objects` merges
+    them; returns the masks given alone (kept exactly on their frames by `keep_given_masks`)."""
+    given: GivenMasks = {}
+    for obj in session.objects:
+        for frame in sorted({p.frame for p in obj.prompts}):
+            prompts = [p for p in obj.prompts if p.frame == frame]
+            points, labels, box, mask = session.merged(prompts, tracker.frame_hw)
+            add_to_tracker(tracker, frame, obj.id, points, labels, box, mask)
+            if is_given_mask(points, box, mask):
+                given[(frame, obj.id)] = mask
+    return given
 
 
 def run_session(
@@ -205,7 +229,7 @@ def run_session(
         path = session.image.get("path")
         if not path:
             raise PromptsFileError("the prompts file names no image: pass image=...")
-        image = _read_image(Path(session.image.get("base", ".")) / path)
+        image = read_image(Path(session.image.get("base", ".")) / path)
     spec = session.image
     data, axis, channel_axis = _at_position(
         as_array(image),
@@ -231,7 +255,7 @@ def run_session(
 
 
 def _model_from_session(session: PromptSession, device: str = "auto") -> SAM2Model:
-    from .loading import load_model
+    from .checkpoints.loading import load_model
 
     spec = session.model
     return load_model(
@@ -247,35 +271,6 @@ def _session(session: PromptSession | dict) -> PromptSession:
         for p in prompts:
             built.add(int(obj_id), p if isinstance(p, Prompt) else Prompt(**p))
     return built
-
-
-def _merge(prompts: list[Prompt]):
-    """Clicks (with their labels) and the last box of several prompts of one object and frame."""
-    points, labels, box = [], [], None
-    for p in prompts:
-        if p.points:
-            points += p.points
-            labels += p.labels or [1] * len(p.points)
-        if p.box is not None:
-            box = p.box
-    return (points or None), (labels or None), box
-
-
-def _merged(session: PromptSession, prompts: list[Prompt], frame_hw: tuple[int, int]):
-    """`_merge` plus the union of the prompts' masks (None without masks)."""
-    points, labels, box = _merge(prompts)
-    mask = None
-    for p in prompts:
-        if p.mask is not None:
-            one = session.mask_array(p, tuple(frame_hw))
-            mask = one if mask is None else mask | one
-    return points, labels, box, mask
-
-
-def _add(tracker, session: PromptSession, obj_id: int, prompt: Prompt) -> None:
-    """Prompt the tracker with one entry of a prompts file."""
-    mask = None if prompt.mask is None else session.mask_array(prompt, tracker.frame_hw)
-    add_to_tracker(tracker, prompt.frame, obj_id, prompt.points, prompt.labels, prompt.box, mask)
 
 
 def _channels_last(data: Any, stack_axis: int | None, channel_axis: int | None):
@@ -317,20 +312,3 @@ def _output_volume(out, shape: tuple[int, ...], overwrite: bool):
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out has shape {tuple(out.shape)}; the labels need {shape}.")
     return out
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """A TIFF (as a lazy memmap where possible) or a common image format."""
-    if not path.exists():
-        raise FileNotFoundError(f"No image at {path}.")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            return tifffile.memmap(path, mode="r")
-        except ValueError:  # compressed or tiled: read it
-            return tifffile.imread(path)
-    from skimage import io
-
-    return io.imread(path)
-

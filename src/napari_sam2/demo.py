@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError
-from .loading import build_model, default_model, load_model
-from .predictor import ImagePredictor
+from .checkpoints.files import CheckpointError
+from .checkpoints.loading import build_model, default_model, load_model
+from .engine.predictor import ImagePredictor
 from .synthetic import timelapse
 from .training.evaluate import iou
 from .training.prompt_sampling import centre_click
@@ -58,7 +58,7 @@ def run_demo(model_name: str | None, out: str, device: str = "auto", precision: 
     """Click each chosen cell on frame 0, track them all through the movie, write and score."""
     import tifffile
 
-    from .tracker import StackTracker
+    from .engine.tracker import StackTracker
 
     started = time.perf_counter()
     model, name = _model(model_name, device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from ..predictor import ImageEmbedding
+from ..engine.predictor import ImageEmbedding
 
 DEFAULT_MAX_BYTES = 512 * 2**20
 

@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import automatic  # imported here, not in the worker: imports hold the GIL
+from ..engine import automatic  # imported here, not in the worker: imports hold the GIL
 from ..progress import Cancelled
 from . import _notify
 from ._choice_box import choice_box

@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..image_checks import ImageInputError
+from ..images.checks import ImageInputError
 from . import _notify
 from ._choice_box import choice_box
 from ._image_source import ImageSource

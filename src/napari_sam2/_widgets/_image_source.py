@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..image_checks import ImageInputError
-from ..normalization import Normalization
+from ..images.checks import ImageInputError
+from ..images.normalization import Normalization, auto_normalization
 
 PlaneIndex = tuple[int, ...]
 NORMALIZATION_MODES = ("percentiles", "contrast")
@@ -212,21 +212,8 @@ class ImageSource:
                 )
             low, high = (float(v) for v in self.contrast_limits)
             return Normalization.from_limits(low, high)
-        dtype = np.dtype(self.data.dtype)
-        if self.rgb:
-            if dtype == np.uint8 and self.channels is None:
-                return Normalization.identity_uint8()
-            return Normalization.from_percentiles(self.data, channels=self.channels or None)
-        if self.channel_dim is not None:
-            lows, highs = [], []
-            for c in self.channels or tuple(range(self.n_channels)):
-                key: list[Any] = [slice(None)] * len(self.data.shape)
-                key[self.channel_dim] = c
-                one = Normalization.from_percentiles(self.data[tuple(key)], channel_axis=None)
-                lows.append(one.low[0])
-                highs.append(one.high[0])
-            return Normalization(low=lows, high=highs, method="percentiles", detail="per channel")
-        return Normalization.from_percentiles(self.data)
+        channel_axis = len(self.data.shape) - 1 if self.rgb else self.channel_dim
+        return auto_normalization(self.data, channels=self.channels or None, channel_axis=channel_axis)
 
 
 class StackView:

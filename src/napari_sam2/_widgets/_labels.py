@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 
-from ..label_writer import merge_masks
+from ..images.label_writer import merge_masks
 from ._image_source import ImageSource, PlaneIndex
 
 OUTPUT_NAME = "SAM2 labels"

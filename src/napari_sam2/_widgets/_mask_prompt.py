@@ -1,6 +1,6 @@
 """Existing labels as a mask prompt: a label of a Labels layer (or that layer's selected label)
 is the mask of the current object on the current plane, refined by SAM 2 together with any
-clicks and box (see `napari_sam2.object_prompts` for how the mask is given to the model)."""
+clicks and box (see `napari_sam2.engine.apply_prompts` for how the mask is given to the model)."""
 
 from __future__ import annotations
 

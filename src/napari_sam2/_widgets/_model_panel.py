@@ -18,11 +18,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..cache import cache_dir
-from ..download import ensure_checkpoint
-from ..loading import build_model, default_model, load_model
-from ..registry import OFFICIAL_CHECKPOINTS
-from ..shipped import SHIPPED_MODEL, has_shipped_model
+from ..checkpoints.cache import cache_dir
+from ..checkpoints.download import ensure_checkpoint
+from ..checkpoints.loading import build_model, default_model, load_model
+from ..checkpoints.registry import OFFICIAL_CHECKPOINTS
+from ..checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
 from . import _notify, _settings
 from ._jobs import JobControl, JobPanel
 from ._session import Session

@@ -6,9 +6,9 @@ import logging
 
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..checkpoint import CheckpointError
-from ..image_checks import ImageInputError
-from ..predictor import PromptError
+from ..checkpoints.files import CheckpointError
+from ..engine.predictor import PromptError
+from ..images.checks import ImageInputError
 from ._prompt_model import PromptProblem
 
 log = logging.getLogger("napari_sam2")

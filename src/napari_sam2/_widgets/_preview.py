@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels
 
-from ..image_input import prepare_image
-from ..object_prompts import segment_object
-from ..predictor import ImageEmbedding, ImagePredictor
+from ..engine.apply_prompts import segment_object
+from ..engine.predictor import ImageEmbedding, ImagePredictor
+from ..images.model_input import prepare_image
 from ._image_source import ImageSource, PlaneIndex
 from ._labels import keep_active
 from ._prompt_model import ObjectPrompt

@@ -5,7 +5,7 @@ belong to that object, with at most one box each; untagged rectangles are one ne
 and take the untagged clicks that fall inside them; without untagged rectangles, all untagged
 clicks are one new object. A mask prompt joins its object's clicks and box (id 0: the new
 object). Coordinates go from napari's (row, col) to the engine's (x, y) through
-`napari_sam2.coordinates` only.
+`napari_sam2.images.coordinates` only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..coordinates import napari_box_to_xyxy, napari_to_xy
+from ..images.coordinates import napari_box_to_xyxy, napari_to_xy
 from ._image_source import ImageSource, PlaneIndex
 
 NEW = 0  # the object tag of prompts that make a new object

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .. import tracker as tracking  # imported here, not in the worker: imports hold the GIL
-from ..object_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks
+from ..engine import tracker as tracking  # imported here, not in the worker: imports hold the GIL
+from ..engine.apply_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks
 from . import _notify
 from ._choice_box import choice_box
 from ._image_source import ImageSource, PlaneIndex

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..predictor import ImageEmbedding, ImagePredictor
+from ..engine.predictor import ImageEmbedding, ImagePredictor
 from . import _notify
 from ._image_source import PlaneIndex
 from ._jobs import run_short

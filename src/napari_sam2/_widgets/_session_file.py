@@ -1,4 +1,4 @@
-"""The widget's objects and prompts as a prompts file (`napari_sam2.prompts.PromptSession`) and
+"""The widget's objects and prompts as a prompts file (`napari_sam2.prompt_file.PromptSession`) and
 back (no Qt here).
 
 A file holds the objects of one stack: the one through the current plane. Frames count along
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..mask_utils import mask_to_rle_pytorch
-from ..prompts import ObjectPrompts, Prompt, PromptSession
+from ..engine.mask_tools import mask_to_rle_pytorch
+from ..prompt_file import ObjectPrompts, Prompt, PromptSession
 from ._image_source import ImageSource, PlaneIndex
 from ._prompt_model import ObjectPrompt, PromptProblem
 

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..modeling.config import get_config
-from ..prompts import PromptSession, PromptsFileError
+from ..prompt_file import PromptSession, PromptsFileError
 from . import _notify
 from ._model_panel import FILE_CHOICE, TEST_CHOICE, TEST_PRESET, ModelPanel
 from ._output_panel import OutputPanel

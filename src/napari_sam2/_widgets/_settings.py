@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..cache import CONFIG_ENV, config_dir  # noqa: F401 (re-exported for the widgets)
+from ..checkpoints.cache import CONFIG_ENV, config_dir  # noqa: F401 (re-exported for the widgets)
 
 FILENAME = "widgets.json"
 

@@ -16,7 +16,6 @@ _EXPORTS = {
     "BatchSpec": "spec",
     "BatchSummary": "summary",
     "ItemResult": "summary",
-    "BatchProgress": "progress",
     "find_inputs": "inputs",
 }
 
@@ -24,7 +23,6 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .inputs import find_inputs
-    from .progress import BatchProgress
     from .run import run_batch
     from .spec import BatchError, BatchSpec
     from .summary import BatchSummary, ItemResult

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..api import _merged
-from ..automatic import AutomaticMaskGenerator
-from ..mask_utils import records_to_label_image
-from ..object_prompts import segment_object
-from ..predictor import ImageEmbedding, ImagePredictor
-from ..prompts import PromptSession
+from ..engine.apply_prompts import segment_object
+from ..engine.automatic import AutomaticMaskGenerator
+from ..engine.mask_tools import records_to_label_image
+from ..engine.predictor import ImageEmbedding, ImagePredictor
+from ..prompt_file import PromptSession
 from .spec import BatchSpec
 
 PROMPTS_PER_DECODE = 64  # objects decoded in one decoder pass
@@ -81,7 +80,7 @@ class Engine:
             prompts = [p for p in obj.prompts if frame is None or p.frame == frame]
             if not prompts:
                 continue
-            points, labels, box, mask = _merged(session, prompts, hw)
+            points, labels, box, mask = session.merged(prompts, hw)
             if mask is not None:  # mask prompts need their own hints: one object at a time
                 masks[obj.id] = segment_object(predictor, points, labels, box, mask)[0]
                 continue

@@ -23,7 +23,7 @@ def cached_model(spec: BatchSpec) -> Any:
     key = model_key(spec)
     with _LOCK:
         if key not in _MODELS:
-            from ..loading import load_model
+            from ..checkpoints.loading import load_model
 
             _MODELS[key] = load_model(spec.model, device=spec.device, image_size=spec.image_size)
             loads += 1

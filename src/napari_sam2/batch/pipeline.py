@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..image_input import Normalization, prepare_image
-from ..prompts import PromptSession
+from ..images.io import frame_shape, is_stack, read_image
+from ..images.model_input import prepare_image
+from ..images.normalization import auto_normalization
+from ..prompt_file import PromptSession
 from .engine import Engine
-from .inputs import InputError, frame_shape, is_stack, read_image
+from .inputs import InputError
 from .outputs import LabelFile
 from .plan import BatchItem
 from .results import failed, succeeded
@@ -59,10 +61,7 @@ def open_item(item: BatchItem, mode: str) -> _Open:
     data = read_image(item.input)
     stack = is_stack(data.shape)
     hw = frame_shape(data.shape)
-    normalization: Any = "auto"
-    rgb8 = np.dtype(data.dtype) == np.uint8 and len(data.shape) == 4 and data.shape[-1] in (3, 4)
-    if stack and not rgb8:
-        normalization = Normalization.from_percentiles(data)  # one for the whole stack
+    normalization = auto_normalization(data)  # one for the whole stack
     n = int(data.shape[0]) if stack else 1
     if session is None:
         planes = list(range(n))

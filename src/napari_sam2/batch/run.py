@@ -88,7 +88,7 @@ def run_batch(
             with cluster_client(client, scheduler, local_cluster) as dask_client:
                 run_on_cluster(items, spec, dask_client, batch_size, emit)
         else:
-            from ..loading import load_model
+            from ..checkpoints.loading import load_model
             from .engine import Engine
             from .work import process_items
 

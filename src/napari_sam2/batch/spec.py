@@ -58,7 +58,9 @@ class BatchSpec:
 
 def check_amg(params: dict[str, Any]) -> None:
     """Raise BatchError on a parameter AutomaticMaskGenerator does not take."""
-    from ..automatic import AutomaticMaskGenerator  # light: the module is imported by workers anyway
+    from ..engine.automatic import (
+        AutomaticMaskGenerator,  # light: the module is imported by workers anyway
+    )
 
     allowed = set(inspect.signature(AutomaticMaskGenerator.__init__).parameters) - {"self", "model", "precision"}
     unknown = sorted(set(params) - allowed)

@@ -6,12 +6,13 @@ import time
 
 import numpy as np
 
-from ..api import _add
-from ..label_writer import LabelWriter
-from ..prompts import PromptSession
-from ..tracker import StackTracker
+from ..api import prompt_tracker
+from ..engine.tracker import StackTracker
+from ..images.io import is_stack, read_image
+from ..images.label_writer import LabelWriter
+from ..prompt_file import PromptSession
 from .engine import Engine
-from .inputs import InputError, is_stack, read_image
+from .inputs import InputError
 from .outputs import LabelFile
 from .plan import BatchItem
 from .results import failed, succeeded
@@ -34,9 +35,7 @@ def track_item(item: BatchItem, engine: Engine) -> ItemResult:
         spec = engine.spec
         tracker = StackTracker(engine.model, data, precision=spec.precision)
         if session is not None:
-            for obj in session.objects:
-                for prompt in obj.prompts:
-                    _add(tracker, session, obj.id, prompt)
+            prompt_tracker(tracker, session)
         else:
             seeds = engine.everything(tracker.frames.get(SEED_FRAME))
             for obj_id in range(1, int(seeds.max()) + 1):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from ..images.io import frame_shape, probe_shape
 from .engine import Engine
-from .inputs import frame_shape, probe_shape
 from .memory import auto_batch_size
 from .models import cached_model
 from .pipeline import segment_items

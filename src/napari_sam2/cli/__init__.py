@@ -25,10 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..checkpoint import CheckpointError
-    from ..image_checks import ImageInputError
+    from ..checkpoints.files import CheckpointError
+    from ..images.checks import ImageInputError
     from ..progress import Cancelled
-    from ..prompts import PromptsFileError
+    from ..prompt_file import PromptsFileError
     try:
         return args.handler(args) or 0
     except KeyboardInterrupt:

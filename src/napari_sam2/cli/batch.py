@@ -32,13 +32,14 @@ def register(sub) -> None:
 
 
 def _batch(args) -> int:
-    from ..batch import BatchProgress, run_batch
+    from ..batch import run_batch
+    from ..progress import TextProgress
 
     summary = run_batch(
         args.inputs, args.out, mode=args.mode, model=args.model, prompts=args.prompts,
         direction=args.direction, device=args.device, precision=args.precision,
         batch_size=args.batch_size, scheduler=args.scheduler, local_cluster=args.local_cluster or False,
-        overwrite=args.overwrite, progress=BatchProgress(), points_per_side=args.points_per_side,
+        overwrite=args.overwrite, progress=TextProgress("batch", unit="input"), points_per_side=args.points_per_side,
         pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
         min_mask_region_area=args.min_area, crop_n_layers=args.crop_layers,
     )

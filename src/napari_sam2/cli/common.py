@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
+
+from ..images.io import is_image_file
 
 
 def model_options(p: argparse.ArgumentParser) -> None:
@@ -14,30 +14,11 @@ def model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
 
 
-class Bar:
-    """A one-line text progress bar with ETA on stderr."""
-
-    def __init__(self, label: str) -> None:
-        self.label, self.start = label, time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (total - done) if done else 0.0
-        filled = int(30 * done / max(total, 1))
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} ETA {eta:5.0f}s")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def load_from_args(args):
     """The model of --model (default: built-in) on --device."""
-    from ..loading import load_model
+    from ..checkpoints.loading import load_model
 
     return load_model(args.model, device=args.device)
-
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def image_files(inputs: list[str]) -> list[Path]:
@@ -45,7 +26,7 @@ def image_files(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.iterdir() if is_image_file(p))
         elif path.exists():
             files.append(path)
         else:
@@ -60,12 +41,3 @@ def output_path(path: Path, overwrite: bool) -> Path:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def write_labels(path: Path, labels) -> None:
-    """Write atomically: a half-written file never has the final name."""
-    import tifffile
-
-    partial = path.with_name(path.name + ".part")
-    tifffile.imwrite(partial, labels, compression="zlib", photometric="minisblack")
-    partial.replace(path)

@@ -46,17 +46,17 @@ def _demo(args) -> None:
 
 
 def _models(args) -> None:
-    from ..cache import cache_dir
+    from ..checkpoints.cache import cache_dir
+    from ..checkpoints.registry import OFFICIAL_CHECKPOINTS
     from ..modeling.config import PRESETS
-    from ..registry import OFFICIAL_CHECKPOINTS
 
     if args.download:
-        from ..download import ensure_checkpoint
+        from ..checkpoints.download import ensure_checkpoint
 
         print(ensure_checkpoint(args.download))
         return
     if args.checkpoint:
-        from ..checkpoint import identify_variant, read_checkpoint
+        from ..checkpoints.files import identify_variant, read_checkpoint
 
         state, _ = read_checkpoint(args.checkpoint)
         config = identify_variant(state, f"The checkpoint {args.checkpoint}")
@@ -79,8 +79,8 @@ def _models(args) -> None:
 def _benchmark(args) -> None:
     import numpy as np
 
-    from ..predictor import ImagePredictor
-    from ..tracker import StackTracker
+    from ..engine.predictor import ImagePredictor
+    from ..engine.tracker import StackTracker
 
     model = load_from_args(args)
     rng = np.random.default_rng(0)

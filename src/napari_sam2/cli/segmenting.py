@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import Bar, image_files, load_from_args, model_options, output_path, write_labels
+from .common import image_files, load_from_args, model_options, output_path
 
 
 def register(sub) -> None:
@@ -46,36 +46,26 @@ def register(sub) -> None:
 
 
 def _segment(args) -> None:
-    import numpy as np
-
-    from ..api import _read_image
-    from ..automatic import AutomaticMaskGenerator
-    from ..normalization import Normalization
+    from ..api import segment_everything
+    from ..images.io import is_stack, read_image, write_labels
+    from ..progress import TextProgress
 
     files = image_files(args.inputs)
     out = Path(args.out)
     targets = [(f, out / f"{f.stem}_labels.tif") for f in files]
     for _, target in targets:
         output_path(target, args.overwrite)
-    generator = AutomaticMaskGenerator(
-        load_from_args(args),
-        points_per_side=args.points_per_side,
-        pred_iou_thresh=args.pred_iou_thresh,
-        stability_score_thresh=args.stability_score_thresh,
-        min_mask_region_area=args.min_area,
-        crop_n_layers=args.crop_layers,
-        precision=args.precision,
-    )
+    model = load_from_args(args)
     for source, target in targets:
-        image = np.asarray(_read_image(source))
-        is_stack = image.ndim == 3 and image.shape[-1] not in (3, 4) or image.ndim == 4
-        slices = image if is_stack else image[None]
-        norm = Normalization.from_percentiles(slices) if slices.dtype != np.uint8 else "auto"
-        labels = np.zeros((len(slices), *slices.shape[1:3]), dtype=np.uint32)
-        for i, plane in enumerate(slices):
-            bar = Bar(f"{source.name} [{i + 1}/{len(slices)}]")
-            labels[i] = generator.generate_labels(plane, norm, progress=bar, order=args.overlaps)
-        write_labels(target, labels if is_stack else labels[0])
+        image = read_image(source)
+        labels = segment_everything(
+            image, model, args.precision, progress=TextProgress(source.name, unit="batch"),
+            order=args.overlaps, stack_axis=0 if is_stack(image.shape) else None,
+            points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+            stability_score_thresh=args.stability_score_thresh, min_mask_region_area=args.min_area,
+            crop_n_layers=args.crop_layers,
+        )
+        write_labels(target, labels)
         print(f"{source} -> {target}: {int(labels.max())} objects")
 
 
@@ -90,28 +80,31 @@ def _replay_options(args) -> dict:
 
 
 def _prompt(args) -> None:
-    from ..api import _read_image, run_session
-    from ..prompts import PromptSession
+    from ..api import run_session
+    from ..images.io import read_image, write_labels
+    from ..prompt_file import PromptSession
 
     session = PromptSession.load(args.prompts)
     target = output_path(Path(args.out), args.overwrite)
-    image = _read_image(Path(args.image))
+    image = read_image(args.image)
     labels = run_session(session, image, mode="segment", zoom=args.zoom, **_replay_options(args))
     write_labels(target, labels)
     print(f"{args.image} -> {target}: {len(session.objects)} objects")
 
 
 def _propagate(args) -> None:
-    from ..api import _read_image, run_session
-    from ..prompts import PromptSession
+    from ..api import run_session
+    from ..images.io import read_image
+    from ..progress import TextProgress
+    from ..prompt_file import PromptSession
 
     session = PromptSession.load(args.prompts)
     target = Path(args.out)
     output_path(target, args.overwrite)
     partial = target.with_name(target.name + ".part")
     partial.unlink(missing_ok=True)
-    image = _read_image(Path(args.image))
-    run_session(session, image, out=partial, progress=Bar("propagate"), mode="propagate",
+    image = read_image(args.image)
+    run_session(session, image, out=partial, progress=TextProgress("propagate", unit="frame"), mode="propagate",
                 direction=args.direction, **_replay_options(args))
     partial.replace(target)
     print(f"{args.image} -> {target}: {len(session.objects)} objects tracked")

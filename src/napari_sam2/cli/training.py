@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import Bar, load_from_args
+from .common import load_from_args
 
 
 def register(sub) -> None:
@@ -21,7 +21,15 @@ def register(sub) -> None:
     train.add_argument("--image-size", type=int, default=None, help="model input size in pixels (default: the model's)")
     train.add_argument("--images", help="folder of images (TIFF, PNG, ...); 3-D files are stacks")
     train.add_argument("--labels", help="folder of label images with the same file names")
-    train.add_argument("--synthetic", action="store_true", help="train on synthetic microscopy (default without --images)")
+    train.add_argument(
+        "--data", action="append", metavar="DIR",
+        help="a labelled dataset folder (images/ + labels/, optional index.csv with a modality column); "
+        "repeatable; drawn with scale, crop, intensity, noise and blur augmentations",
+    )
+    train.add_argument("--modality", action="append", help="only these modalities of --data (index.csv); repeatable")
+    train.add_argument("--val", metavar="DIR", help="dataset folder for choosing the best checkpoint (whole images, as read)")
+    train.add_argument("--synthetic", action="store_true", help="train on synthetic microscopy (default without --images/--data); with --data, mixed in")
+    train.add_argument("--synthetic-share", type=float, default=0.3, help="share of synthetic images and clips beside --data")
     train.add_argument(
         "--synthetic-size", type=int, default=None,
         help="side of the synthetic images (default: the model's input size; the model resizes them to it)",
@@ -55,13 +63,15 @@ def register(sub) -> None:
 def _train(args) -> None:
     import torch
 
-    from ..loading import build_model, load_model
+    from ..checkpoints.loading import build_model, load_model
+    from ..progress import TextProgress
     from ..training import FolderData, SyntheticData, TrainConfig, Trainer
+    from ..training.real_data import LabelledDataset, MixedData
 
     if bool(args.images) != bool(args.labels):
         raise ValueError("give both --images and --labels (folders with label images of the same names).")
-    if args.images and args.synthetic:
-        raise ValueError("choose either --images/--labels or --synthetic.")
+    if args.images and (args.synthetic or args.data):
+        raise ValueError("choose either --images/--labels or --data/--synthetic.")
     config = TrainConfig(
         steps=args.steps, trainable=args.trainable, images_per_step=args.images_per_step,
         objects_per_image=args.objects_per_image, video_every=args.video_every, lr=args.lr,
@@ -82,16 +92,24 @@ def _train(args) -> None:
         if args.synthetic_size:
             raise ValueError("--synthetic-size is for --synthetic training.")
         data, validation = FolderData(args.images, args.labels).split()
+    elif args.data:
+        parts = [(LabelledDataset(d, args.modality), (1 - args.synthetic_share) / len(args.data)) for d in args.data]
+        if args.synthetic:
+            side = args.synthetic_size or model.image_size
+            parts.append((SyntheticData((side, side)), args.synthetic_share))
+        data = MixedData(parts)
     else:
         side = args.synthetic_size or model.image_size
         data = SyntheticData((side, side))
+    if args.val:
+        validation = LabelledDataset(args.val, args.modality, augment=False)
     trainer = Trainer(model, data, args.run_dir, config, validation=validation, base_model=base)
     if trainer.step:
         print(f"resuming {args.run_dir} at step {trainer.step}", file=sys.stderr)
-    bar = Bar("train")
+    bar = TextProgress("train", unit="step")
 
     def progress(step: int, steps: int, stats: dict) -> None:
-        bar.label = f"train loss {stats['loss']:.3f}"
+        bar.postfix = f"loss {stats['loss']:.3f}"
         bar(step, steps)
 
     meta = trainer.run(progress)

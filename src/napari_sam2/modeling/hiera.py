@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLP
 from .attention_kernel import attention
+from .common import MLP
 from .config import HieraConfig
 
 

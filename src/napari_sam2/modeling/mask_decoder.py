@@ -19,12 +19,16 @@ class DecoderOutput:
     object_score: torch.Tensor  # (B, 1) logit, object present iff > 0
 
 
-def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
-    """IoU of the masks thresholded at threshold +/- offset (1 where both are empty)."""
-    logits = logits.flatten(-2)
-    inner = (logits > threshold + offset).sum(-1, dtype=torch.int32).float()
-    outer = (logits > threshold - offset).sum(-1, dtype=torch.int32).float()
-    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
+def stability_score(logits: torch.Tensor, threshold: float, offset: float, empty: float = 1.0) -> torch.Tensor:
+    """IoU of masks thresholded at threshold +/- offset, per mask: (..., H, W) -> (...).
+
+    The high mask lies inside the low one, so IoU = count(> thr + off) / count(> thr - off).
+    Where the low mask is empty the score is `empty`: 1 in the decoder (SAM 2's choice when it
+    picks a mask), 0 in segment-everything (an empty mask fails every filter).
+    """
+    inner = (logits > threshold + offset).sum(dim=(-2, -1), dtype=torch.int32)
+    outer = (logits > threshold - offset).sum(dim=(-2, -1), dtype=torch.int32)
+    return torch.where(outer > 0, inner / outer.clamp(min=1), empty)
 
 
 class MaskDecoder(nn.Module):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image_input import prepare_image
+from ..images.model_input import prepare_image
 from ..synthetic import STYLES, cells_image, nuclei_image, sample, timelapse
 from ..synthetic._optics import random_acquisition
 from ..synthetic.movie import Motion

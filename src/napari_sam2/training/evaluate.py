@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..automatic import AutomaticMaskGenerator
+from ..engine.automatic import AutomaticMaskGenerator
+from ..engine.predictor import ImagePredictor
+from ..engine.prompt_checks import outside
 from ..modeling.sam2 import SAM2Model
-from ..predictor import ImagePredictor
-from ..prompt_checks import outside
 from ..synthetic import nuclei_image, sample, timelapse
 from .batches import object_ids
 from .prompt_sampling import centre_click, correction_click, tight_box
@@ -91,7 +91,7 @@ def tracking_scores(
     model: SAM2Model, n_movies: int = 2, n_frames: int = 30, cells_per_movie: int = 4, seed: int = HELD_OUT_SEED
 ) -> TrackingScores:
     """Track cells that stay in view and do not divide through synthetic time-lapse movies."""
-    from ..tracker import StackTracker
+    from ..engine.tracker import StackTracker
 
     ious, kept = [], []
     for m in range(n_movies):

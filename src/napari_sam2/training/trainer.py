@@ -283,8 +283,8 @@ def _folder_score(model: SAM2Model, validation) -> float:
     from .evaluate import prompt_scores
 
     rng = np.random.default_rng(0)
-    pairs = [validation.image(rng) for _ in range(min(8, 2 * len(validation.pairs)))]
-    s = prompt_scores(model, pairs, max_objects=8)
+    pairs = [validation.image(rng) for _ in range(min(16, 2 * len(validation.pairs)))]
+    s = prompt_scores(model, pairs, max_objects=6)
     return (s.click + s.box + s.click_2_corrections) / 3
 
 

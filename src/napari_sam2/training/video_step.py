@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..memory_bank import select_memory
+from ..engine.memory_bank import select_memory
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import NO_OBJECT_SCORE, SAM2Model, SpatialMemory
 from .image_step import encode_images, loss_resolution, targets_for_loss

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .image_checks import ImageInputError
-from .image_input import prepare_image
-from .normalization import Normalization
+from .checks import ImageInputError
+from .model_input import prepare_image
+from .normalization import Normalization, auto_normalization
 
 
 class FrameSource:
@@ -63,14 +63,16 @@ class FrameSource:
         self._pending: OrderedDict[int, Future] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _auto_normalization(self) -> Normalization | str:
-        dtype = np.dtype(self.data.dtype)
-        rgb = len(self.data.shape) == 4 and self.data.shape[-1] in (3, 4) and self.channels is None
-        if dtype == np.uint8 and rgb and self.axis == 0:
-            return Normalization.identity_uint8()
-        stacked = np.moveaxis(self.data, self.axis, 0) if isinstance(self.data, np.ndarray) else self.data
-        channel_axis = None if self.frame_channel_axis is None else self.frame_channel_axis + 1
-        return Normalization.from_percentiles(stacked, channels=self.channels, channel_axis=channel_axis)
+    def _auto_normalization(self) -> Normalization:
+        """`auto_normalization` of the whole stack; lazy arrays are sampled in place (the limits
+        do not depend on the order of the axes)."""
+        fca = self.frame_channel_axis
+        if isinstance(self.data, np.ndarray) or self.axis == 0:
+            stacked = np.moveaxis(self.data, self.axis, 0) if isinstance(self.data, np.ndarray) else self.data
+            channel_axis = None if fca is None else fca + 1
+        else:
+            stacked, channel_axis = self.data, None if fca is None else fca + (fca >= self.axis)
+        return auto_normalization(stacked, channels=self.channels, channel_axis=channel_axis)
 
     def __len__(self) -> int:
         return int(self.data.shape[self.axis])

@@ -1,4 +1,4 @@
-"""Toolbox for automatic mask generation: point grids, crops, box NMS, RLE, stability, label images.
+"""Toolbox for automatic mask generation: point grids, crops, box NMS, RLE, label images.
 
 Torch and numpy only (no torchvision, no pycocotools). Boxes are XYXY in pixels, points (x, y).
 Numbers match the official `sam2.utils.amg` helpers and torchvision's NMS.
@@ -105,12 +105,6 @@ def _float32_threshold(threshold: float) -> float:
     return float(t)
 
 
-def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU matrix (N, M) of XYXY boxes (N, 4) and (M, 4); integer boxes are computed in float32."""
-    a, b = _float_boxes(boxes1), _float_boxes(boxes2)
-    return _pairwise_iou(a, b, _area(a), _area(b))
-
-
 def batched_box_nms(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
@@ -174,12 +168,6 @@ def _take(values, index: np.ndarray):
     if isinstance(values, np.ndarray):
         return values[index]
     return values[torch.from_numpy(index).to(values.device)]
-
-
-def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS over all boxes as one category (torchvision.ops.nms semantics)."""
-    idxs = torch.zeros(boxes.shape[0], dtype=torch.int64, device=boxes.device)
-    return batched_box_nms(boxes, scores, idxs, iou_threshold)
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -302,19 +290,6 @@ def area_from_rle(rle: dict[str, Any]) -> int:
 # --------------------------------------------------------------------------------------------
 # Scores and batching
 # --------------------------------------------------------------------------------------------
-
-
-def calculate_stability_score(
-    masks: torch.Tensor, mask_threshold: float, threshold_offset: float
-) -> torch.Tensor:
-    """IoU of the masks thresholded at mask_threshold +/- offset, per mask (..., H, W) -> (...).
-
-    The high mask lies inside the low one, so IoU = count(> thr + off) / count(> thr - off);
-    as in the official code, an empty low mask gives 0 / 0 = NaN (fails every `>=` filter).
-    """
-    high = (masks > (mask_threshold + threshold_offset)).sum(dim=(-2, -1), dtype=torch.int32)
-    low = (masks > (mask_threshold - threshold_offset)).sum(dim=(-2, -1), dtype=torch.int32)
-    return high / low
 
 
 def batch_iterator(batch_size: int, *args: Sequence[Any]) -> Iterator[list[Any]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .modeling.config import PRESETS, SAM2Config
+from ..modeling.config import PRESETS, SAM2Config
 from .registry import info_for_filename
 
 StateDict = dict[str, torch.Tensor]
@@ -131,7 +131,7 @@ def _split_state_dict(path: Path, obj: object) -> tuple[StateDict, dict]:
 @functools.cache
 def expected_shapes(config: SAM2Config) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the state dict of `config`, built on the meta device (no memory, fast)."""
-    from .modeling.skeleton import skeleton
+    from ..modeling.skeleton import skeleton
 
     model = skeleton(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .cache import cache_dir
-from .checkpoint import CheckpointError
+from .files import CheckpointError
 from .registry import CheckpointInfo, all_checkpoints
 from .transfer import DownloadError, is_offline
 

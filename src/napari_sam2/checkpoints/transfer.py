@@ -13,9 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import __version__
-from .checkpoint import CheckpointError
-from .progress import Cancelled, ProgressCallback, StopCheck
+from ..progress import Cancelled, ProgressCallback, StopCheck
+from .files import CheckpointError
 from .registry import CheckpointInfo
 
 OFFLINE_ENV = "NAPARI_SAM2_OFFLINE"
@@ -121,7 +120,7 @@ def _fetch(info: CheckpointInfo, part: Path, progress, should_stop, timeout: flo
     if have == info.size:
         return
     check_stop(should_stop, info, part)
-    headers = {"User-Agent": f"napari-sam2/{__version__}", "Accept-Encoding": "identity"}
+    headers = {"User-Agent": f"napari-sam2/{_package_version()}", "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
@@ -203,3 +202,12 @@ def _stream(
 def _reason(err: BaseException) -> str:
     inner = getattr(err, "reason", None)
     return f"{type(err).__name__}: {inner or err}"
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("napari-sam2")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"

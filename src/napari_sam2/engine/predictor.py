@@ -13,18 +13,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .image_input import prepare_image, to_model_input
-from .mask_utils import masks_to_boxes
-from .modeling.mask_decoder import stability_score
-from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
-from .modeling.sam2 import SAM2Model
-from .normalization import Normalization
-from .postprocess import fill_holes_and_remove_sprinkles
+from ..images.model_input import prepare_image, to_model_input
+from ..images.normalization import Normalization
+from ..modeling.mask_decoder import stability_score
+from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
+from ..modeling.sam2 import SAM2Model
+from .mask_tools import masks_to_boxes
+from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes, outside
 from .zoom import Window, check_window, in_window, paste_masks, prompt_extent, zoom_window
 
-LOGIT_CLAMP = 32.0  # low-res logits are returned clamped, ready to feed back as mask_input
 STABILITY_OFFSET = 1.0
 
 

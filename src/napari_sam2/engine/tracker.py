@@ -25,16 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .frames import FrameSource
-from .image_input import to_model_input
-from .normalization import Normalization
-from .label_writer import LabelWriter
+from ..images.frames import FrameSource
+from ..images.label_writer import LabelWriter
+from ..images.model_input import to_model_input
+from ..images.normalization import Normalization
+from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
+from ..modeling.sam2 import FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
 from .memory_bank import frames_to_keep, select_memory
-from .modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
-from .modeling.sam2 import FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
-from .postprocess import fill_holes_and_remove_sprinkles
+from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .predictor import LOGIT_CLAMP
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
 
 DIRECTIONS = ("both", "forward", "backward")

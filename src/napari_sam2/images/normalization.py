@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .image_checks import (
+from .checks import (
     ChannelChoice,
     ImageInputError,
     channel_axis_of,
@@ -229,3 +229,22 @@ class Normalization:
             else:
                 out[..., c] = channel > lows[c]
         return out
+
+
+def auto_normalization(
+    data: Any, channels: ChannelChoice = None, channel_axis: int | None = None
+) -> Normalization:
+    """The one 'auto' rule, used by every path (widget, API, CLI, batch, tracker, training).
+
+    8-bit RGB(A) pictures with no channel choice are divided by 255, as the official predictor
+    does; everything else (8/16-bit gray, float, chosen channels) gets one set of limits from the
+    whole image or stack (leading axes = frames), so every slice of a stack is scaled alike.
+    """
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    shape = tuple(int(s) for s in data.shape)
+    if np.dtype(data.dtype) == np.uint8 and channels is None and len(shape) >= 3:
+        axis = channel_axis_of(shape, None, channel_axis)
+        if axis is not None and axis % len(shape) == len(shape) - 1 and shape[-1] in (3, 4):
+            return Normalization.identity_uint8()
+    return Normalization.from_percentiles(data, channels=channels, channel_axis=channel_axis)

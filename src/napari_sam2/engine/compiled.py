@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .modeling.sam2 import SAM2Model
+from ..modeling.sam2 import SAM2Model
 
 
 def compile_model(model: SAM2Model, mode: str | None = None) -> SAM2Model:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..progress import ProgressCallback, StopCheck
 from . import checksums
 from .cache import CACHE_ENV, cache_dir
-from .checkpoint import CheckpointError
 from .file_lock import exclusive
-from .progress import ProgressCallback, StopCheck
+from .files import CheckpointError
 from .registry import CheckpointInfo, checkpoint_info
 from .transfer import (
     OFFLINE_ENV,

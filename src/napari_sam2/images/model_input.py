@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .image_checks import (
+from .checks import (
     MIN_SIDE,
     ChannelChoice,
     ImageInputError,
@@ -22,7 +22,7 @@ from .image_checks import (
     check_finite,
     resolve_channels,
 )
-from .normalization import Normalization
+from .normalization import Normalization, auto_normalization
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,10 +118,7 @@ def prepare_image(
                 f"normalization={normalization!r} is not understood; "
                 "use 'auto', None or a Normalization."
             )
-        if x.dtype == np.uint8 and channels is None and n_in in (3, 4):
-            normalization = Normalization.identity_uint8()
-        else:
-            normalization = Normalization.from_percentiles(x)
+        normalization = auto_normalization(x if channels is None else image, channels, channel_axis)
     if not isinstance(normalization, Normalization):
         raise ImageInputError(
             "normalization must be 'auto', None or a Normalization, "

@@ -6,31 +6,35 @@ masks are only computed and upsampled for candidates that pass the predicted-IoU
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .image_input import prepare_image
-from .normalization import Normalization
-from .mask_utils import (
+from ..images.model_input import prepare_image
+from ..images.normalization import Normalization
+from ..modeling.mask_decoder import stability_score
+from ..modeling.sam2 import SAM2Model
+from ..progress import Cancelled, ProgressCallback, StopCheck
+from .mask_tools import (
     area_from_rle,
     batched_box_nms,
+    box_xyxy_to_xywh,
     build_all_layer_point_grids,
-    calculate_stability_score,
     generate_crop_boxes,
     is_box_near_crop_edge,
     mask_to_rle_pytorch,
     masks_to_boxes,
     records_to_label_image,
+    uncrop_boxes_xyxy,
+    uncrop_masks,
+    uncrop_points,
 )
-from .modeling.sam2 import SAM2Model
-from .postprocess import fill_holes_and_remove_sprinkles
+from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision
-from .predictor import LOGIT_CLAMP, ImageEmbedding, ImagePredictor
-from .progress import Cancelled, ProgressCallback, StopCheck
+from .predictor import ImageEmbedding, ImagePredictor
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle")
 _UPSAMPLE_CHUNK = 32  # candidates upsampled at once (bounds memory on large crops)
@@ -275,7 +279,7 @@ class AutomaticMaskGenerator:
         for start in range(0, len(iou), _UPSAMPLE_CHUNK):
             chunk = low_res[start : start + _UPSAMPLE_CHUNK]
             logits = F.interpolate(chunk[:, None], size=crop_hw, mode="bilinear", align_corners=False)[:, 0]
-            stability = calculate_stability_score(logits, self.mask_threshold, self.stability_score_offset)
+            stability = stability_score(logits, self.mask_threshold, self.stability_score_offset, empty=0.0)
             keep = stability >= self.stability_score_thresh if self.stability_score_thresh > 0 else torch.ones_like(stability, dtype=torch.bool)
             masks.append((logits[keep] > self.mask_threshold).cpu())
             stabilities.append(stability[keep].cpu())
@@ -306,11 +310,11 @@ class AutomaticMaskGenerator:
                 {
                     "segmentation": rles[i] if rles is not None else mask.numpy(),
                     "area": area_from_rle(rles[i]) if rles is not None else int(mask.sum()),
-                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                    "bbox": box_xyxy_to_xywh(box),
                     "predicted_iou": float(data.iou[i]),
                     "point_coords": [data.points[i].tolist()],
                     "stability_score": float(data.stability[i]),
-                    "crop_box": [crop[0], crop[1], crop[2] - crop[0], crop[3] - crop[1]],
+                    "crop_box": box_xyxy_to_xywh(crop),
                 }
             )
         return records
@@ -318,14 +322,10 @@ class AutomaticMaskGenerator:
 
 def _uncrop(data: _Masks, crop_box, hw) -> _Masks:
     """Move crop-local masks, boxes and points into the full image."""
-    x0, y0, x1, y1 = crop_box
-    h, w = hw
-    if (x0, y0, x1, y1) == (0, 0, w, h):
+    if tuple(crop_box) == (0, 0, hw[1], hw[0]):
         return data
-    offset = torch.tensor([x0, y0, x0, y0])
-    masks = torch.zeros(len(data.masks), h, w, dtype=torch.bool)
-    masks[:, y0:y1, x0:x1] = data.masks
-    return _Masks(masks, data.iou, data.stability, data.points + offset[:2], data.boxes + offset)
+    masks = uncrop_masks(data.masks, crop_box, *hw)
+    return _Masks(masks, data.iou, data.stability, uncrop_points(data.points, crop_box), uncrop_boxes_xyxy(data.boxes, crop_box))
 
 
 class _Counter:

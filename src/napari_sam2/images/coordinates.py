@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .image_checks import ImageInputError
+from .checks import ImageInputError
 
 
 def napari_to_xy(coords_rc: np.ndarray) -> np.ndarray:

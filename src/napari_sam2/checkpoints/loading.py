@@ -7,22 +7,21 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (
+from ..modeling.config import PRESETS, SAM2Config, get_config
+from ..modeling.sam2 import SAM2Model
+from ..modeling.skeleton import skeleton
+from ..progress import ProgressCallback, TextProgress
+from .device import resolve_device, resolve_dtype
+from .download import ensure_checkpoint
+from .files import (
     CheckpointError,
     identify_variant,
     matches_config,
     mismatch_error,
     read_checkpoint,
 )
-from .device import resolve_device, resolve_dtype
-from .download import ensure_checkpoint
 from .hf_hub import hub_checkpoint
-from .modeling.config import PRESETS, SAM2Config, get_config
-from .modeling.sam2 import SAM2Model
-from .modeling.skeleton import skeleton
-from .progress import ProgressCallback, TextProgress
 from .registry import OFFICIAL_CHECKPOINTS, CheckpointInfo, all_checkpoints
-
 from .shipped import SHIPPED_MODEL, has_shipped_model, shipped_weights
 
 # `load_model()` without a name: the first of these official models whose weights are in the

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from skimage.measure import label
 
+LOGIT_CLAMP = 32.0  # low-res logits are returned clamped, ready to feed back as mask_input
+
 
 def _small_components(mask: np.ndarray, max_area: float) -> np.ndarray:
     """True where `mask` (N, H, W) belongs to an 8-connected component of area <= max_area.

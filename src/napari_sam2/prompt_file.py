@@ -128,10 +128,25 @@ class PromptSession:
         session.image["base"] = str(path.parent)
         return session
 
+    def merged(self, prompts: list[Prompt], frame_hw: tuple[int, int]):
+        """(points, labels, box, mask) of several prompts of one object and frame: all clicks,
+        the last box and the union of the masks (None where there are none)."""
+        points, labels, box, mask = [], [], None, None
+        for p in prompts:
+            if p.points:
+                points += p.points
+                labels += p.labels or [1] * len(p.points)
+            if p.box is not None:
+                box = p.box
+            if p.mask is not None:
+                one = self.mask_array(p, tuple(frame_hw))
+                mask = one if mask is None else mask | one
+        return (points or None), (labels or None), box, mask
+
     def mask_array(self, prompt: Prompt, shape: tuple[int, int]) -> np.ndarray:
         """The mask of a prompt as a bool array of the frame's shape."""
         if isinstance(prompt.mask, dict):
-            from .mask_utils import rle_to_mask
+            from .engine.mask_tools import rle_to_mask
 
             mask = rle_to_mask(prompt.mask)
         else:
