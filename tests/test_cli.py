@@ -114,8 +114,8 @@ def test_prompts_file_round_trip_and_validation(tmp_path):
     data["objects"][0]["prompts"][0] = {"frame": 0}
     with pytest.raises(PromptsFileError, match="give points, a box or a mask"):
         PromptSession.from_dict(data)
-    with pytest.raises(PromptsFileError, match="unique positive"):
-        PromptSession.from_dict({"format": "napari-sam2-prompts", "objects": [{"id": 1}, {"id": 1}]})
+    with pytest.raises(PromptsFileError, match="more than once"):
+        PromptSession.from_dict({"format": "napari-sam2-prompts", "objects": [{"id": 1, "prompts": [{"box": [0, 0, 2, 2]}]}] * 2})
 
 
 def test_replay_a_session_gives_identical_labels(tmp_path, checkpoint):

@@ -7,6 +7,7 @@ napari's (row, col). For fine control use ImagePredictor, AutomaticMaskGenerator
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,22 @@ from .engine.apply_prompts import (
     keep_given_masks,
     segment_object,
 )
-from .images.io import read_image
+from .images.io import check_output_file, read_image, source_file
 from .images.label_writer import LabelWriter
 from .images.normalization import Normalization, auto_normalization
 from .modeling.sam2 import SAM2Model
 from .progress import Cancelled, ProgressCallback, StopCheck
-from .prompt_file import Prompt, PromptSession, PromptsFileError
+from .prompt_file import (
+    ObjectPrompts,
+    Prompt,
+    PromptSession,
+    PromptsFileError,
+    check_frame,
+    check_frames,
+    check_object_id,
+    check_objects,
+    prompt_from_dict,
+)
 
 
 def as_array(data: Any) -> Any:
@@ -34,6 +45,25 @@ def as_array(data: Any) -> Any:
         if isinstance(data, (list, tuple)):  # multiscale: the full-resolution level
             data = data[0]
     return data
+
+
+def embedding_store(folder: str | Path | bool | None = True, max_gb: float | None = None):
+    """An on-disk embedding cache (`engine.embedding_store.EmbeddingStore`) in `folder`; True:
+    the user cache folder's `embeddings` (or $NAPARI_SAM2_EMBEDDINGS); None / False: none.
+    Its size is bounded by `max_gb` (default $NAPARI_SAM2_EMBEDDINGS_GB, else 20 GB)."""
+    import os
+
+    from .engine.embedding_store import DEFAULT_MAX_BYTES, EmbeddingStore
+
+    if folder is None or folder is False:
+        return None
+    if folder is True:
+        from .checkpoints.cache import cache_dir
+
+        folder = os.environ.get("NAPARI_SAM2_EMBEDDINGS") or cache_dir() / "embeddings"
+    if max_gb is None and os.environ.get("NAPARI_SAM2_EMBEDDINGS_GB"):
+        max_gb = float(os.environ["NAPARI_SAM2_EMBEDDINGS_GB"])
+    return EmbeddingStore(folder, DEFAULT_MAX_BYTES if max_gb is None else int(max_gb * 1e9))
 
 
 def _model(model: SAM2Model | str | None, device: str = "auto") -> SAM2Model:
@@ -75,25 +105,29 @@ def segment_everything(
     should_stop: StopCheck | None = None,
     order: str = "quality",
     stack_axis: int | None = None,
+    channels: Sequence[int] | None = None,
     **params: Any,
 ) -> np.ndarray:
     """Automatic segmentation of an image into a uint32 label image, or of every slice of a
     stack (`stack_axis`) into a label stack with one normalisation for the whole stack. AMG
     parameters as keyword arguments (points_per_side=32, pred_iou_thresh=...); `order` as in
-    `AutomaticMaskGenerator.generate_labels`. Labels of different slices are not linked."""
+    `AutomaticMaskGenerator.generate_labels`; `channels` as for `prepare_image` (channels last).
+    Labels of different slices are not linked."""
     from .engine.automatic import AutomaticMaskGenerator
 
     generator = AutomaticMaskGenerator(_model(model), precision=precision, **params)
     data = as_array(image)
     if stack_axis is None:
-        return generator.generate_labels(data, normalization, progress=progress, should_stop=should_stop, order=order)
+        return generator.generate_labels(
+            data, normalization, channels, progress=progress, should_stop=should_stop, order=order
+        )
     data = np.moveaxis(data, stack_axis, 0) if isinstance(data, np.ndarray) else np.asarray(data).swapaxes(0, stack_axis)
-    norm = auto_normalization(data) if normalization == "auto" else normalization
+    norm = auto_normalization(data, channels=channels) if normalization == "auto" else normalization
     labels = np.zeros((len(data), *data.shape[1:3]), dtype=np.uint32)
     for i in range(len(data)):
         plane_progress = None if progress is None else (lambda d, t, i=i: progress(i * t + d, len(data) * t))
         labels[i] = generator.generate_labels(
-            np.asarray(data[i]), norm, progress=plane_progress, should_stop=should_stop, order=order
+            np.asarray(data[i]), norm, channels, progress=plane_progress, should_stop=should_stop, order=order
         )
     return labels
 
@@ -108,6 +142,7 @@ def segment_objects(
     channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
     zoom: bool = False,
+    embedding_cache: str | Path | bool | None = None,
 ) -> np.ndarray:
     """One mask per object and prompted frame (no propagation), as a label image or volume.
 
@@ -115,16 +150,19 @@ def segment_objects(
     "box": [...], "mask": ...}, ...]}. A 2-D image ignores `frame`; a stack needs `stack_axis`.
     channels / channel_axis: as for `prepare_image` (channel_axis counts in `image`'s axes).
     zoom: segment small objects on enlarged crops around them (`ImagePredictor.predict`).
+    embedding_cache: a folder keeping image embeddings across runs (True: the user cache
+    folder's, see `embedding_store`); None computes them each time.
     """
     from .engine.predictor import ImagePredictor
 
     session = _session(session)
     data, stack_axis = _channels_last(as_array(image), stack_axis, channel_axis)
-    predictor = ImagePredictor(_model(model), precision=precision)
+    predictor = ImagePredictor(_model(model), precision=precision, embedding_store=embedding_store(embedding_cache))
     is_stack = stack_axis is not None
     norm = normalization
     if is_stack:
         data = np.moveaxis(np.asarray(data), stack_axis, 0)
+        check_frames(session, len(data))
         if normalization == "auto":  # one normalisation for the whole stack
             norm = auto_normalization(data, channels=channels)
     frames = sorted({p.frame for o in session.objects for p in o.prompts}) if is_stack else [0]
@@ -157,20 +195,25 @@ def propagate(
     overwrite: bool = False,
     channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
+    embedding_cache: str | Path | bool | None = None,
 ) -> np.ndarray:
     """Track the prompted objects through a stack into a label volume (N, H, W).
 
     out: an array to write into, or a .tif path to stream to (a memory-mapped TIFF, so long
     movies never sit in memory); default a new array. Stopping keeps the frames done. A frame
     where an object is given by a mask alone keeps that mask exactly.
+    embedding_cache: as for `segment_objects` (frames embedded before, e.g. by
+    `napari-sam2 embed` or the napari dock, are read instead of computed).
     """
     from .engine.tracker import StackTracker
 
     session = _session(session)
     data = as_array(stack)
+    if isinstance(out, (str, Path)):  # before any work: never write over the input
+        check_output_file(out, [source_file(data)], overwrite)
     tracker = StackTracker(
         _model(model), data, precision=precision, normalization=normalization, axis=stack_axis,
-        channels=channels, channel_axis=channel_axis,
+        channels=channels, channel_axis=channel_axis, embedding_store=embedding_store(embedding_cache),
     )
     n = tracker.num_frames
     volume = _output_volume(out, (n, *tracker.frame_hw), overwrite)
@@ -193,6 +236,7 @@ def prompt_tracker(tracker, session: PromptSession) -> GivenMasks:
     """Give a StackTracker every object's prompts, merged per frame as `segment_objects` merges
     them; returns the masks given alone (kept exactly on their frames by `keep_given_masks`)."""
     given: GivenMasks = {}
+    check_frames(session, tracker.num_frames)
     for obj in session.objects:
         for frame in sorted({p.frame for p in obj.prompts}):
             prompts = [p for p in obj.prompts if p.frame == frame]
@@ -229,8 +273,17 @@ def run_session(
         path = session.image.get("path")
         if not path:
             raise PromptsFileError("the prompts file names no image: pass image=...")
-        image = read_image(Path(session.image.get("base", ".")) / path)
+        image = Path(session.image.get("base", ".")) / path
+    image_path = Path(image) if isinstance(image, (str, Path)) else None
+    if image_path is not None:
+        image = read_image(image_path)
+    if isinstance(out, (str, Path)):  # before any work: never write over the input
+        check_output_file(out, [image_path, source_file(as_array(image))], overwrite)
     spec = session.image
+    ndim = len(as_array(image).shape)
+    for name, value in (("stack_axis", stack_axis), ("channel_axis", spec.get("channel_axis"))):
+        if value is not None and not -ndim <= int(value) < ndim:
+            raise ValueError(f"{name}={value} is out of range for an image of {ndim} axes {tuple(as_array(image).shape)}.")
     data, axis, channel_axis = _at_position(
         as_array(image),
         spec.get("position") or {},
@@ -264,12 +317,24 @@ def _model_from_session(session: PromptSession, device: str = "auto") -> SAM2Mod
 
 
 def _session(session: PromptSession | dict) -> PromptSession:
+    """A checked PromptSession: ids 1..2^32-1, frames >= 0, every object with prompts."""
     if isinstance(session, PromptSession):
+        for obj in session.objects:
+            check_object_id(obj.id, "prompts")
+            for j, p in enumerate(obj.prompts):
+                check_frame(p.frame, f"object {obj.id}, prompt {j}")
+        check_objects(session.objects, "prompts")
         return session
     built = PromptSession()
-    for obj_id, prompts in session.items():
-        for p in prompts:
-            built.add(int(obj_id), p if isinstance(p, Prompt) else Prompt(**p))
+    for key, prompts in session.items():
+        obj_id = check_object_id(key, "prompts")
+        where = f"object {obj_id}"
+        if not prompts:
+            built.objects.append(ObjectPrompts(obj_id, []))
+        for j, p in enumerate(prompts):
+            prompt = prompt_from_dict(asdict(p) if isinstance(p, Prompt) else p, f"{where}, prompt {j}")
+            built.add(obj_id, prompt)
+    check_objects(built.objects, "prompts")
     return built
 
 
@@ -305,9 +370,7 @@ def _output_volume(out, shape: tuple[int, ...], overwrite: bool):
     if isinstance(out, (str, Path)):
         import tifffile
 
-        path = Path(out)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+        path = check_output_file(out, (), overwrite)
         return tifffile.memmap(path, shape=shape, dtype=np.uint32, photometric="minisblack")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out has shape {tuple(out.shape)}; the labels need {shape}.")

@@ -54,14 +54,21 @@ def plan_items(
 ) -> tuple[list[BatchItem], list[ItemResult]]:
     """(items to process, results of inputs skipped as complete). An existing output that an
     earlier batch did not make from the same input with the same settings is an error unless
-    `overwrite`; `overwrite` also redoes complete ones."""
+    `overwrite`; `overwrite` also redoes complete ones. An output that is an input is always an
+    error. Nothing is deleted until every check has passed."""
     fingerprint = spec.fingerprint()
     shared = Path(spec.prompts).resolve() if spec.prompts else None
     if shared is not None and not shared.is_file():
         raise BatchError(f"No prompts file at {shared}.")
     todo, skipped, clashes = [], [], []
+    inputs = {p.resolve() for p in paths}
     for index, (path, name) in enumerate(zip(paths, output_names(paths))):
         output = output_dir / name
+        if output.resolve() in inputs:
+            raise BatchError(
+                f"the output {output} would replace the input of that name; an input is never "
+                "overwritten: choose another output folder."
+            )
         prompts = (prompts_beside(path) or shared) if spec.mode != "everything" else None
         prompts = str(prompts) if prompts else None
         item = BatchItem(index, str(path), str(output), prompts, fingerprint, input_stamp(str(path), prompts))
@@ -72,11 +79,12 @@ def plan_items(
         if state == "foreign" and not overwrite:
             clashes.append(output)
         todo.append(item)
-        remove_parts(output)
-    if clashes:
+    if clashes:  # refused before anything is touched
         raise FileExistsError(
             f"{len(clashes)} output(s) exist from other inputs or settings (first: {clashes[0]}); "
             "pass overwrite=True (--overwrite) to replace them, or use another output folder."
         )
+    for item in todo:  # left by a killed run (this run holds the folder: no other writer)
+        remove_parts(Path(item.output))
     return todo, skipped
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checkpoints.file_lock import exclusive
+from ..images.io import check_writable_folder
 from ..progress import ProgressCallback
 from .inputs import find_inputs
 from .outputs import remove_parts
 from .plan import plan_items
+from .records import FOLDER
 from .spec import BatchError, BatchSpec
 from .summary import BatchSummary, ItemResult
 
@@ -72,7 +76,31 @@ def run_batch(
         raise BatchError(f"batch_size must be at least 1, not {batch_size}.")
     output_dir = Path(output_dir)
     paths = find_inputs(inputs, exclude=output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BatchError(f"the output folder {output_dir} is a file; name a folder for the label files.")
+    check_writable_folder(output_dir / FOLDER)
+    with _one_batch_at_a_time(output_dir):
+        return _run(paths, output_dir, spec, overwrite, loaded, on_cluster, client, scheduler, local_cluster,
+                    batch_size, device, image_size, progress, started)
+
+
+@contextlib.contextmanager
+def _one_batch_at_a_time(output_dir: Path) -> Iterator[None]:
+    """Hold the output folder for this run. A second batch on the same folder is refused before
+    it touches anything (the first one's unfinished outputs stay its own); the lock goes with
+    its holder, so a killed batch leaves none behind."""
+    def refuse() -> None:
+        raise BatchError(
+            f"another batch is writing to {output_dir}; wait for it to finish (running the same "
+            "command again then resumes), or choose another output folder."
+        )
+
+    with exclusive(output_dir / FOLDER / "running.lock", while_waiting=refuse):
+        yield
+
+
+def _run(paths, output_dir, spec, overwrite, loaded, on_cluster, client, scheduler, local_cluster,
+         batch_size, device, image_size, progress, started) -> BatchSummary:
     items, skipped = plan_items(paths, output_dir.resolve(), spec, overwrite)
     results: list[ItemResult] = list(skipped)
 

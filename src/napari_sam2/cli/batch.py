@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import model_options
+from .common import at_least, fraction, model_options
 
 
 def register(sub) -> None:
@@ -19,14 +19,14 @@ def register(sub) -> None:
                        help="segment everything, the objects of prompts files, or track through stacks")
     batch.add_argument("--prompts", help="prompts file for inputs without their own <name>.prompts.json")
     batch.add_argument("--direction", default="both", choices=["both", "forward", "backward"])
-    batch.add_argument("--points-per-side", type=int, default=32)
-    batch.add_argument("--pred-iou-thresh", type=float, default=0.8)
-    batch.add_argument("--stability-score-thresh", type=float, default=0.95)
-    batch.add_argument("--min-area", type=int, default=0, help="fill holes / remove specks up to this area")
-    batch.add_argument("--crop-layers", type=int, default=0)
-    batch.add_argument("--batch-size", type=int, help="images per image-encoder pass (default: what fits in memory)")
+    batch.add_argument("--points-per-side", type=at_least(1), default=32)
+    batch.add_argument("--pred-iou-thresh", type=fraction, default=0.8)
+    batch.add_argument("--stability-score-thresh", type=fraction, default=0.95)
+    batch.add_argument("--min-area", type=at_least(0), default=0, help="fill holes / remove specks up to this area")
+    batch.add_argument("--crop-layers", type=at_least(0), default=0)
+    batch.add_argument("--batch-size", type=at_least(1), help="images per image-encoder pass (default: what fits in memory)")
     batch.add_argument("--scheduler", metavar="ADDRESS", help="run on this dask scheduler (tcp://host:8786)")
-    batch.add_argument("--local-cluster", type=int, metavar="N", help="run on a local dask cluster of N worker processes")
+    batch.add_argument("--local-cluster", type=at_least(1), metavar="N", help="run on a local dask cluster of N worker processes")
     batch.add_argument("--overwrite", action="store_true", help="redo every input, replacing existing outputs")
     batch.set_defaults(handler=_batch)
 
@@ -44,7 +44,7 @@ def _batch(args) -> int:
         min_mask_region_area=args.min_area, crop_n_layers=args.crop_layers,
     )
     for result in summary.failed:
-        print(f"failed: {result.input}: {result.error}")
+        print(f"failed: {result.input}: {' '.join(result.error.split())}")
     print(summary.line())
     print(f"summary: {summary.csv_path}")
     return 1 if summary.failed else 0

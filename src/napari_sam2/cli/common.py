@@ -5,13 +5,54 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..images.io import is_image_file
+from ..images.io import check_output_file, is_image_file
+
+OUTPUT_SUFFIX = "_labels.tif"
 
 
 def model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="preset name or checkpoint file (default: built-in)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
+
+
+def channel_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channels", type=channel_list, default=None, metavar="I[,J[,K]]",
+                   help="channels shown to the model as R, G, B (one: gray), e.g. 0 or 2,0,1")
+    p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
+                   help="the image's axis holding channels (default: a last axis shorter than 32)")
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of channel numbers") from None
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
 
 
 def load_from_args(args):
@@ -21,12 +62,18 @@ def load_from_args(args):
     return load_model(args.model, device=args.device)
 
 
-def image_files(inputs: list[str]) -> list[Path]:
+def image_files(inputs: list[str], out: Path | None = None) -> list[Path]:
+    """Image files named or in the named folders; label files (`*_labels.tif`) that a folder
+    holds are never inputs when that folder is the output folder `out`."""
     files = []
+    out = out.resolve() if out is not None else None
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if is_image_file(p))
+            files += sorted(
+                p for p in path.iterdir()
+                if is_image_file(p) and not (p.name.endswith(OUTPUT_SUFFIX) and p.parent.resolve() == out)
+            )
         elif path.exists():
             files.append(path)
         else:
@@ -36,8 +83,7 @@ def image_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def output_path(path: Path, overwrite: bool) -> Path:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def output_path(path: Path, overwrite: bool, inputs: list[str | Path] = ()) -> Path:
+    """A checked output file (see `images.io.check_output_file`): never an input, never a
+    folder, existing only with --overwrite, in a folder that can be written to."""
+    return check_output_file(path, inputs, overwrite)

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from .common import image_files, load_from_args, model_options, output_path
+from .common import (
+    at_least,
+    channel_options,
+    fraction,
+    image_files,
+    load_from_args,
+    model_options,
+    output_path,
+)
 
 
 def register(sub) -> None:
     segment = sub.add_parser("segment", help="segment everything in images, stacks or folders into label TIFFs")
     model_options(segment)
+    channel_options(segment)
     segment.add_argument("inputs", nargs="+", help="image files, stacks (each slice is segmented) or folders")
-    segment.add_argument("--out", required=True, help="output folder")
-    segment.add_argument("--points-per-side", type=int, default=32)
-    segment.add_argument("--pred-iou-thresh", type=float, default=0.8)
-    segment.add_argument("--stability-score-thresh", type=float, default=0.95)
-    segment.add_argument("--min-area", type=int, default=0, help="fill holes / remove specks up to this area")
-    segment.add_argument("--crop-layers", type=int, default=0)
+    segment.add_argument("--out", required=True, help="output folder (<name>_labels.tif for each input)")
+    segment.add_argument("--points-per-side", type=at_least(1), default=32)
+    segment.add_argument("--pred-iou-thresh", type=fraction, default=0.8)
+    segment.add_argument("--stability-score-thresh", type=fraction, default=0.95)
+    segment.add_argument("--min-area", type=at_least(0), default=0, help="fill holes / remove specks up to this area")
+    segment.add_argument("--crop-layers", type=at_least(0), default=0)
     segment.add_argument(
         "--overlaps", default="quality", choices=["quality", "area"],
         help="quality: one label per object, duplicates and fragments dropped (default); area: smaller masks on top of larger",
@@ -31,6 +41,7 @@ def register(sub) -> None:
     ):
         p = sub.add_parser(name, help=helptext)
         model_options(p)
+        channel_options(p)
         p.add_argument("image", help="image or stack file (TIFF or common formats)")
         p.add_argument("--prompts", required=True, help="prompts file (.json, or .csv with object,frame,x,y,label)")
         p.add_argument("--out", required=True, help="output label TIFF")
@@ -45,32 +56,56 @@ def register(sub) -> None:
         p.set_defaults(precision=None, handler=handler)  # the prompts file's model and precision unless given
 
 
-def _segment(args) -> None:
+def _segment(args) -> int:
+    import numpy as np
+
     from ..api import segment_everything
-    from ..images.io import is_stack, read_image, write_labels
+    from ..batch.plan import output_names
+    from ..images.io import check_writable_folder, is_stack, read_image, write_labels
     from ..progress import TextProgress
+    from . import error_line
 
-    files = image_files(args.inputs)
     out = Path(args.out)
-    targets = [(f, out / f"{f.stem}_labels.tif") for f in files]
-    for _, target in targets:
-        output_path(target, args.overwrite)
+    files = image_files(args.inputs, out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; segment writes one label file per input into a folder.")
+    check_writable_folder(out)
+    targets = [(f, out / name) for f, name in zip(files, output_names(files))]
+    for _, target in targets:  # all checked before any work
+        output_path(target, args.overwrite, files)
     model = load_from_args(args)
+    failures = []
     for source, target in targets:
-        image = read_image(source)
-        labels = segment_everything(
-            image, model, args.precision, progress=TextProgress(source.name, unit="batch"),
-            order=args.overlaps, stack_axis=0 if is_stack(image.shape) else None,
-            points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-            stability_score_thresh=args.stability_score_thresh, min_mask_region_area=args.min_area,
-            crop_n_layers=args.crop_layers,
-        )
-        write_labels(target, labels)
+        try:
+            image = read_image(source)
+            if args.channel_axis is not None:
+                image = np.moveaxis(np.asarray(image), args.channel_axis, -1)
+            labels = segment_everything(
+                image, model, args.precision, progress=TextProgress(source.name, unit="batch"),
+                order=args.overlaps, stack_axis=0 if is_stack(image.shape) else None, channels=args.channels,
+                points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+                stability_score_thresh=args.stability_score_thresh, min_mask_region_area=args.min_area,
+                crop_n_layers=args.crop_layers,
+            )
+            write_labels(target, labels)
+        except (ValueError, OSError, MemoryError) as err:  # this input only; the rest go on
+            failures.append(source)
+            print(f"napari-sam2: failed: {source}: {error_line(err)}", file=sys.stderr)
+            continue
         print(f"{source} -> {target}: {int(labels.max())} objects")
+    if failures:
+        print(f"napari-sam2: {len(failures)} of {len(targets)} inputs failed: {', '.join(map(str, failures))}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
-def _replay_options(args) -> dict:
+def _replay_options(args, session) -> dict:
     """What the command line overrides of a prompts file (None keeps the file's choice)."""
+    if args.channels is not None:
+        session.image["channels"] = list(args.channels)
+    if args.channel_axis is not None:
+        session.image["channel_axis"] = args.channel_axis
     return {
         "model": None if args.model is None else load_from_args(args),
         "stack_axis": args.axis,
@@ -80,16 +115,19 @@ def _replay_options(args) -> dict:
 
 
 def _prompt(args) -> None:
+    import numpy as np
+
     from ..api import run_session
     from ..images.io import read_image, write_labels
     from ..prompt_file import PromptSession
 
     session = PromptSession.load(args.prompts)
-    target = output_path(Path(args.out), args.overwrite)
+    target = output_path(Path(args.out), args.overwrite, [args.image, args.prompts])
     image = read_image(args.image)
-    labels = run_session(session, image, mode="segment", zoom=args.zoom, **_replay_options(args))
+    labels = run_session(session, image, mode="segment", zoom=args.zoom, **_replay_options(args, session))
     write_labels(target, labels)
-    print(f"{args.image} -> {target}: {len(session.objects)} objects")
+    found = len({int(v) for v in np.unique(labels) if v})
+    print(f"{args.image} -> {target}: {found} of {len(session.objects)} objects segmented")
 
 
 def _propagate(args) -> None:
@@ -99,12 +137,14 @@ def _propagate(args) -> None:
     from ..prompt_file import PromptSession
 
     session = PromptSession.load(args.prompts)
-    target = Path(args.out)
-    output_path(target, args.overwrite)
+    target = output_path(Path(args.out), args.overwrite, [args.image, args.prompts])
     partial = target.with_name(target.name + ".part")
-    partial.unlink(missing_ok=True)
     image = read_image(args.image)
-    run_session(session, image, out=partial, progress=TextProgress("propagate", unit="frame"), mode="propagate",
-                direction=args.direction, **_replay_options(args))
-    partial.replace(target)
+    options = _replay_options(args, session)
+    try:
+        run_session(session, image, out=partial, progress=TextProgress("propagate", unit="frame"),
+                    mode="propagate", direction=args.direction, overwrite=True, **options)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)  # an error or an interruption leaves no .part behind
     print(f"{args.image} -> {target}: {len(session.objects)} objects tracked")

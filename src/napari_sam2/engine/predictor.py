@@ -17,11 +17,13 @@ from ..images.model_input import prepare_image, to_model_input
 from ..images.normalization import Normalization
 from ..modeling.mask_decoder import stability_score
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
-from ..modeling.sam2 import SAM2Model
+from ..modeling.sam2 import ImageFeatures, SAM2Model
+from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .prompt_checks import PromptError, check_labels, check_points, clip_boxes, outside
+from .quantize import model_for_precision
+from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
 from .zoom import Window, check_window, in_window, paste_masks, prompt_extent, zoom_window
 
 STABILITY_OFFSET = 1.0
@@ -78,6 +80,7 @@ class ImagePredictor:
         mask_threshold: float = 0.0,
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
+        embedding_store: EmbeddingStore | None = None,
     ) -> None:
         self.model = model.eval()
         self.device = model.device
@@ -85,6 +88,7 @@ class ImagePredictor:
         self.mask_threshold = mask_threshold
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area
+        self.embedding_store = embedding_store  # embeddings on disk, reused across sessions
         self._embedding: ImageEmbedding | None = None
         self._image: np.ndarray | None = None  # prepared RGB (float16), for zooming
         self._zoomed: tuple[Window, ImageEmbedding] | None = None
@@ -130,18 +134,23 @@ class ImagePredictor:
 
     @torch.inference_mode()
     def embed_prepared(self, rgbs: list[np.ndarray]) -> list[ImageEmbedding]:
-        """Embed images already made into (H, W, 3) [0, 1] RGB by `prepare_image`."""
-        size = self.model.image_size
-        batch = torch.cat([to_model_input(rgb, size, self.device, torch.float32) for rgb in rgbs])
-        with compute_precision(self.device, self.dtype):
-            features = self.model.encode_image(batch.to(self.model.dtype))
-            embedding = self.model.add_no_memory(features.embedding)
+        """Embed images already made into (H, W, 3) [0, 1] RGB by `prepare_image` (read from
+        the embedding store where it has them)."""
+        features = encode_cached(self.embedding_store, self.model, precision_name(self.dtype), rgbs, self._encode)
+        embedding = self.model.add_no_memory(features.embedding)
         return [
             ImageEmbedding(
                 embedding[i : i + 1], [f[i : i + 1] for f in features.high_res], rgb.shape[:2]
             )
             for i, rgb in enumerate(rgbs)
         ]
+
+    def _encode(self, rgbs: list[np.ndarray]) -> ImageFeatures:
+        size = self.model.image_size
+        model = model_for_precision(self.model, self.dtype)  # int8: a quantised copy
+        batch = torch.cat([to_model_input(rgb, size, self.device, torch.float32) for rgb in rgbs])
+        with compute_precision(self.device, self.dtype):
+            return model.encode_image(batch.to(self.model.dtype))
 
     def get_embedding(self) -> ImageEmbedding:
         if self._embedding is None:
@@ -188,6 +197,7 @@ class ImagePredictor:
         prediction's `window`, decodes in that crop (refine with its logits this way).
         """
         emb = self.get_embedding()
+        box = None if box is None else check_one_box(box)
         if zoom is not None and zoom is not False:
             return self._predict_zoomed(emb, points, labels, box, mask_input, multimask_output, zoom)
         coords, point_labels = self._prompt_points(emb, points, labels, box)

@@ -66,3 +66,17 @@ def clip_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
         i = int(np.flatnonzero(off)[0])
         raise PromptError(f"Box {i} {boxes[i].tolist()} lies outside the {w}x{h} image.")
     return np.stack([x0.clip(0, w), y0.clip(0, h), x1.clip(0, w), y1.clip(0, h)], axis=1)
+
+
+def check_one_box(box) -> np.ndarray:
+    """One (x0, y0, x1, y1) box as 4 floats; several boxes are an error pointing to
+    `predict_boxes` (one object each), never silently cut to the first."""
+    arr = np.asarray(box, dtype=np.float64)
+    if arr.size != 4 or (arr.ndim == 2 and arr.shape[0] != 1) or arr.ndim > 2:
+        n = arr.size // 4 if arr.ndim >= 1 and arr.shape[-1] == 4 else None
+        what = f"{n} boxes" if n else f"an array of shape {arr.shape}"
+        raise PromptError(
+            f"box takes one box (x0, y0, x1, y1) for one object; got {what}. "
+            "Use predict_boxes(boxes) to segment one object per box."
+        )
+    return arr.reshape(4)

@@ -6,6 +6,7 @@ through scikit-image. Labels are written atomically (a half-written file never h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,12 @@ def probe_shape(path: str | Path) -> tuple[int, ...]:
 
 
 def is_stack(shape: Sequence[int]) -> bool:
-    """(N, H, W) and (N, H, W, C) are stacks; (H, W) and (H, W, 3 or 4) are single images."""
-    return len(shape) == 4 or (len(shape) == 3 and shape[-1] not in (3, 4))
+    """(N, H, W) and (N, H, W, C) are stacks; (H, W) and (H, W, C) with C channels (3 or 4, or
+    any last axis too short to be an image side, as `checks.channel_axis_of` decides) are single
+    images, so a 2-channel (H, W, 2) image is not taken for H frames of W x 2 pixels."""
+    from .checks import MIN_SIDE
+
+    return len(shape) == 4 or (len(shape) == 3 and shape[-1] not in (3, 4) and shape[-1] >= MIN_SIDE)
 
 
 def frame_shape(shape: Sequence[int]) -> tuple[int, int]:
@@ -89,6 +94,65 @@ def write_labels(path: str | Path, labels: np.ndarray) -> None:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def source_file(data: Any) -> Path | None:
+    """The file a (memory-mapped) array reads from, following views to their base, or None."""
+    seen = 0
+    while data is not None and seen < 32:
+        name = getattr(data, "filename", None)
+        if isinstance(name, (str, Path)) and name:
+            return Path(name)
+        data, seen = getattr(data, "base", None), seen + 1
+    return None
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths are one file (the same path, or through links / another spelling)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output_file(
+    path: str | Path, inputs: Sequence[str | Path | None] = (), overwrite: bool = False
+) -> Path:
+    """Refuse, before any work, an output that would destroy data or fail at the end: one that is
+    (or links to) an input, even with `overwrite`; an existing file without `overwrite`; a
+    folder; a folder that cannot be written to. Creates the parent folder."""
+    path = Path(path)
+    for source in inputs:
+        if source is not None and same_file(path, source):
+            raise FileExistsError(
+                f"the output {path} is the input image {source}; writing it would destroy the input: "
+                "choose another output file."
+            )
+    if path.is_dir():
+        raise IsADirectoryError(f"the output {path} is a folder; name a .tif file to write, e.g. {path / 'labels.tif'}.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")
+    check_writable_folder(path.parent)
+    return path
+
+
+def check_writable_folder(folder: str | Path) -> Path:
+    """Create `folder` if needed and check that files can be created in it (before any work)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".napari-sam2-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to the folder {folder} ({err.strerror or type(err).__name__}); "
+            "choose an output folder you can write to."
+        ) from None
+    return folder
 
 
 def _reason(err: Exception) -> str:

@@ -1,0 +1,70 @@
+"""`embed`: image embeddings of images and stacks computed ahead into the on-disk cache, so
+that the napari dock, the API and the other commands read them instead of waiting for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import channel_options, model_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "embed", help="precompute image embeddings of images or every slice of stacks into the embedding cache"
+    )
+    model_options(p)
+    channel_options(p)
+    p.add_argument("inputs", nargs="+", help="image or stack files, or folders of them")
+    p.add_argument("--axis", type=int, default=0, help="stack axis (default 0)")
+    p.add_argument("--cache", default=None, metavar="FOLDER",
+                   help="embedding cache folder (default: $NAPARI_SAM2_EMBEDDINGS, else the user cache folder's 'embeddings')")
+    p.add_argument("--max-gb", type=float, default=None, help="bound of the cache's size (default 20 GB; least recently used go first)")
+    p.set_defaults(handler=_embed)
+
+
+def _embed(args) -> int:
+    from ..api import embedding_store
+    from ..engine.precompute import precompute_embeddings
+    from ..images.frames import FrameSource
+    from ..images.io import is_stack, read_image
+    from ..images.model_input import prepare_image
+    from ..progress import TextProgress
+    from .common import load_from_args
+
+    files = _inputs(args.inputs)
+    store = embedding_store(args.cache if args.cache else True, args.max_gb)
+    model = load_from_args(args)
+    precision = args.precision or "auto"
+    total = 0
+    for path in files:
+        image = read_image(path)
+        if is_stack(image.shape):
+            source = FrameSource(image, axis=args.axis, channels=args.channels, channel_axis=args.channel_axis, prefetch=0)
+            frames, count = source.get, len(source)
+        else:
+            rgb = prepare_image(image, "auto", channels=args.channels, channel_axis=args.channel_axis)
+            frames, count = (lambda _i, rgb=rgb: rgb), 1
+        computed = precompute_embeddings(
+            store, model, frames, range(count), precision, progress=TextProgress(f"embed {path.name}", unit="frame")
+        )
+        total += computed
+        print(f"{path.name}: {count} frame{'s' * (count != 1)}, {computed} embedded, {count - computed} already cached")
+    print(f"cache {store.folder}: {store.nbytes / 1e6:,.1f} MB of at most {store.max_bytes / 1e9:g} GB")
+    return 0
+
+
+def _inputs(items: list[str]) -> list[Path]:
+    from ..images.io import is_image_file
+
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if is_image_file(p))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"No such file or folder: {path}")
+    if not files:
+        raise FileNotFoundError(f"No images found in {', '.join(items)}.")
+    return files
