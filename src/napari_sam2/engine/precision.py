@@ -1,4 +1,5 @@
-"""Numeric precision of inference: exact fp32, or a fast reduced-precision path where it pays."""
+"""Numeric precision of inference: exact fp32, a fast reduced-precision path where it pays, or
+int8 linear layers (module `quantize`) on CPUs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Iterator
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+INT8 = torch.qint8  # stands for the int8 path: int8 linear layers, the rest as 'auto' on a CPU
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -17,11 +19,19 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
+def cpu_has_vnni() -> bool:
+    """True where the CPU has int8 dot-product instructions (AVX512-VNNI or AVX-VNNI)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_vnni_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for `precision` on `device`.
+    """The compute dtype for `precision` on `device` (`INT8` for the int8 path).
 
     auto: bf16 on CPUs with bf16 matrix instructions and on CUDA GPUs that support it, fp16 on
     older CUDA GPUs, fp32 elsewhere (MPS included, until reduced precision is shown to be right).
+    int8 is never chosen by auto: its masks are measured in docs/speed.md.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
@@ -31,6 +41,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError("precision 'int8' runs on CPUs only; use 'bf16' or 'fp16' on a GPU.")
+        return INT8
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_fast_bf16():
@@ -40,7 +54,13 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 @contextlib.contextmanager
 def compute_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """Run the enclosed model calls in `dtype` (autocast), or plainly when it is fp32."""
+    """Run the enclosed model calls in `dtype` (autocast), or plainly when it is fp32.
+
+    INT8: the int8 layers run in int8 whatever the autocast; the rest runs in bf16 where the
+    CPU has bf16 matrix instructions (attention, convolutions), else in fp32.
+    """
+    if dtype == INT8:
+        dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if dtype == torch.float32:
         yield
         return

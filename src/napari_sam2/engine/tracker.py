@@ -31,9 +31,11 @@ from ..images.model_input import to_model_input
 from ..images.normalization import Normalization
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
+from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .memory_bank import frames_to_keep, select_memory
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
+from .quantize import model_for_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
 
 DIRECTIONS = ("both", "forward", "backward")
@@ -89,6 +91,7 @@ class StackTracker:
         fill_hole_area: int = 8,
         feature_cache: int = 2,
         compile: bool = False,
+        embedding_store: EmbeddingStore | None = None,
     ) -> None:
         if compile:
             from .compiled import compile_model
@@ -97,6 +100,8 @@ class StackTracker:
         self.model = model.eval()
         self.device = model.device
         self.dtype = resolve_precision(precision, self.device)
+        self.model = model_for_precision(self.model, self.dtype)  # int8: a quantised copy
+        self.embedding_store = embedding_store  # frames' embeddings on disk, shared with the dock
         self.frames = frames if isinstance(frames, FrameSource) else FrameSource(
             frames, axis=axis, normalization=normalization, channels=channels, channel_axis=channel_axis
         )
@@ -366,9 +371,13 @@ class StackTracker:
             return cached
         if rgb is None:
             rgb = self.frames.get(frame)
-        x = to_model_input(rgb, self.model.image_size, self.device, self.model.dtype)
-        with torch.inference_mode(), compute_precision(self.device, self.dtype):
-            features = self.model.encode_image(x)
+        def encode(rgbs: list[np.ndarray]) -> ImageFeatures:
+            x = to_model_input(rgbs[0], self.model.image_size, self.device, self.model.dtype)
+            with compute_precision(self.device, self.dtype):
+                return self.model.encode_image(x)
+
+        with torch.inference_mode():
+            features = encode_cached(self.embedding_store, self.model, precision_name(self.dtype), [rgb], encode)
         self._feature_cache[frame] = features
         while len(self._feature_cache) > self._feature_cache_size:
             self._feature_cache.popitem(last=False)
