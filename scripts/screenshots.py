@@ -104,16 +104,16 @@ def main() -> None:
     wait(lambda: widget.segment_panel.status.text().startswith("Ready"))
     ids = [i for i in np.unique(truth[z]) if i]
     rows, cols = np.nonzero(truth[z] == ids[0])
-    points = widget.segment_panel.points
+    points = widget.prompts.points
     points.add([z, rows.mean(), cols.mean()])
-    wait(lambda: widget.segment_panel.preview is not None)
+    wait(lambda: widget.segment_panel.loop.preview is not None)
     shoot(window, "segment")
 
     widget.commit()
     wait(lambda: "SAM2 labels" in viewer.layers and viewer.layers["SAM2 labels"].data.any())
     rows, cols = np.nonzero(truth[z] == ids[1])
     points.add([z, rows.mean(), cols.mean()])
-    wait(lambda: widget.segment_panel.preview is not None)
+    wait(lambda: widget.segment_panel.loop.preview is not None)
     widget.ensureWidgetVisible(widget.propagate_panel, 0, 0)
     widget.propagate()
     wait(lambda: widget.propagate_panel.job.bar.value() > 300)

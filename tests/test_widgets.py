@@ -17,7 +17,7 @@ napari = pytest.importorskip("napari")
 from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_sam2 import build_model  # noqa: E402
-from napari_sam2._widgets import _segment_panel  # noqa: E402
+from napari_sam2._widgets import _preview  # noqa: E402
 from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
 
 TIMEOUT = 20_000
@@ -56,7 +56,7 @@ def viewer(make_napari_viewer):
 
 
 def dock(viewer) -> SAM2Widget:
-    widget = SAM2Widget(viewer)
+    widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     return widget
 
@@ -90,7 +90,7 @@ def known_masks(monkeypatch):
         calls.append(objects)
         return [disk(embedding.image_hw, centre(obj)) for obj in objects], [0.9 for _ in objects]
 
-    monkeypatch.setattr(_segment_panel, "decode_objects", fake)
+    monkeypatch.setattr(_preview, "decode_objects", fake)
     return calls
 
 
@@ -136,31 +136,31 @@ def test_click_shows_a_preview_on_that_plane_only(viewer, qtbot, model):
     widget = ready(viewer, qtbot, model)
     viewer.dims.set_current_step(0, 2)
     panel = widget.segment_panel
-    panel.points.add([2, 48, 48])  # (z, row, col)
-    qtbot.waitUntil(lambda: panel.preview is not None, timeout=TIMEOUT)
+    widget.prompts.points.add([2, 48, 48])  # (z, row, col)
+    qtbot.waitUntil(lambda: panel.loop.preview is not None, timeout=TIMEOUT)
     preview = viewer.layers["SAM2 preview"]
     assert preview.data.shape == (96, 96) and preview.data.any()
-    assert panel.preview.index == (2,)
+    assert panel.loop.preview.index == (2,)
     viewer.dims.set_current_step(0, 3)  # no prompts there: the preview goes
-    qtbot.waitUntil(lambda: panel.preview is None and not preview.data.any(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: panel.loop.preview is None and not preview.data.any(), timeout=TIMEOUT)
 
 
 def test_zoom_segments_on_a_crop_of_the_plane(viewer, qtbot, model, monkeypatch):
-    real, windows = _segment_panel.decode_objects, []
+    real, windows = _preview.decode_objects, []
 
     def spy(predictor, embedding, objects, zoom_plane=None):
         result = real(predictor, embedding, objects, zoom_plane)
         windows.append(None if predictor._zoomed is None else predictor._zoomed[0])
         return result
 
-    monkeypatch.setattr(_segment_panel, "decode_objects", spy)
+    monkeypatch.setattr(_preview, "decode_objects", spy)
     widget = ready(viewer, qtbot, model)
     panel = widget.segment_panel
-    panel.boxes.add_rectangles(np.array([[0, 45, 45], [0, 45, 51], [0, 51, 51], [0, 51, 45]]))
-    qtbot.waitUntil(lambda: panel.preview is not None, timeout=TIMEOUT)
+    widget.prompts.boxes.add_rectangles(np.array([[0, 45, 45], [0, 45, 51], [0, 51, 51], [0, 51, 45]]))
+    qtbot.waitUntil(lambda: panel.loop.preview is not None, timeout=TIMEOUT)
     assert windows[-1] is None  # whole plane
     panel.zoom.setChecked(True)
-    qtbot.waitUntil(lambda: panel.preview is not None and windows[-1] is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: panel.loop.preview is not None and windows[-1] is not None, timeout=TIMEOUT)
     x0, y0, x1, y1 = windows[-1]  # a 64 px crop (the 128 px model enlarges it 2x) of the 96 px plane
     assert x1 - x0 == y1 - y0 == 64 and x0 <= 48 < x1 and y0 <= 48 < y1
     assert viewer.layers["SAM2 preview"].data.shape == (96, 96)
@@ -168,7 +168,7 @@ def test_zoom_segments_on_a_crop_of_the_plane(viewer, qtbot, model, monkeypatch)
 
 def test_points_carry_their_sign_and_t_flips_it(viewer, qtbot, model, known_masks):
     widget = ready(viewer, qtbot, model)
-    points = widget.segment_panel.points
+    points = widget.prompts.points
     points.add([0, 48, 48])
     widget.toggle_positive()
     points.add([0, 10, 10])
@@ -187,11 +187,11 @@ def test_points_carry_their_sign_and_t_flips_it(viewer, qtbot, model, known_mask
 
 def test_a_box_is_a_prompt_on_its_plane(viewer, qtbot, model, known_masks):
     widget = ready(viewer, qtbot, model)
-    boxes = widget.segment_panel.boxes
+    boxes = widget.prompts.boxes
     boxes.add_rectangles(
         np.array([[0, 30, 20], [0, 30, 70], [0, 60, 70], [0, 60, 20]])
     )  # rows 30-60, cols 20-70, z=0
-    qtbot.waitUntil(lambda: widget.segment_panel.preview is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: widget.segment_panel.loop.preview is not None, timeout=TIMEOUT)
     [obj] = known_masks[-1]
     np.testing.assert_allclose(obj.box, [20, 30, 70, 60])
 
@@ -206,13 +206,13 @@ def test_stale_previews_are_dropped(viewer, qtbot, model, monkeypatch):
         time.sleep(0.4)
         return [disk() for _ in objects], [0.5 for _ in objects]
 
-    monkeypatch.setattr(_segment_panel, "decode_objects", slow_decode)
-    panel.points.add([0, 48, 48])
+    monkeypatch.setattr(_preview, "decode_objects", slow_decode)
+    widget.prompts.points.add([0, 48, 48])
     qtbot.waitUntil(lambda: bool(slow), timeout=TIMEOUT)
     viewer.dims.set_current_step(0, 4)  # the plane changes while the decoder runs
-    qtbot.waitUntil(lambda: not panel._decoding, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not panel.loop._decoding, timeout=TIMEOUT)
     qtbot.wait(200)
-    assert panel.preview is None and not viewer.layers["SAM2 preview"].data.any()
+    assert panel.loop.preview is None and not viewer.layers["SAM2 preview"].data.any()
 
 
 # ------------------------------------------------------------------ commit and undo
@@ -223,7 +223,7 @@ def test_commit_writes_a_new_id_and_ctrl_z_undoes_it(viewer, qtbot, model, known
     viewer.dims.set_current_step(0, 1)
     qtbot.waitUntil(lambda: len(widget.session.cache) == 2, timeout=TIMEOUT)
     panel = widget.segment_panel
-    panel.points.add([1, 48, 48])
+    widget.prompts.points.add([1, 48, 48])
     widget.commit()  # waits for the preview, then writes
     qtbot.waitUntil(
         lambda: "SAM2 labels" in viewer.layers and viewer.layers["SAM2 labels"].data.any(),
@@ -233,10 +233,10 @@ def test_commit_writes_a_new_id_and_ctrl_z_undoes_it(viewer, qtbot, model, known
     assert labels.data.shape == (5, 96, 96) and labels.data.dtype == np.uint32
     np.testing.assert_array_equal(labels.data[1] == 1, disk())
     assert not labels.data[[0, 2, 3, 4]].any()
-    assert len(panel.points.data) == 0  # the committed prompts are cleared
-    assert viewer.layers.selection.active is panel.points  # clicks keep going to the prompts
+    assert len(widget.prompts.points.data) == 0  # the committed prompts are cleared
+    assert viewer.layers.selection.active is widget.prompts.points  # clicks keep going to the prompts
 
-    panel.points.add([1, 20, 20])  # a second object gets the next id
+    widget.prompts.points.add([1, 20, 20])  # a second object gets the next id
     widget.commit()
     qtbot.waitUntil(lambda: labels.data.max() == 2, timeout=TIMEOUT)
 
@@ -257,8 +257,8 @@ def test_commit_never_overwrites_user_labels_unless_asked(viewer, qtbot, model, 
     with labels.block_history():  # a stroke painted by the user, in the layer's history
         labels.paint((0, 10, 10), 3)
     painted = labels.data.copy()
-    viewer.layers.selection.active = widget.segment_panel.points
-    widget.segment_panel.points.add([0, 48, 48])
+    viewer.layers.selection.active = widget.prompts.points
+    widget.prompts.points.add([0, 48, 48])
     widget.commit()
     qtbot.waitUntil(lambda: labels.data.max() == 8, timeout=TIMEOUT)
     assert (labels.data[painted > 0] == painted[painted > 0]).all()  # nothing of the user's is lost
@@ -271,7 +271,7 @@ def test_commit_never_overwrites_user_labels_unless_asked(viewer, qtbot, model, 
     np.testing.assert_array_equal(labels.data, user)
 
     widget.output_panel.overwrite.setChecked(True)
-    widget.segment_panel.points.add([0, 48, 48])
+    widget.prompts.points.add([0, 48, 48])
     widget.commit()
     qtbot.waitUntil(lambda: labels.data.max() == 8, timeout=TIMEOUT)
     assert (labels.data[0][disk()] == 8).all()
@@ -282,10 +282,10 @@ def test_keyboard_shortcuts(viewer, qtbot, model, known_masks):
     from qtpy.QtCore import Qt
 
     canvas = viewer.window._qt_viewer.canvas.native
-    points = widget.segment_panel.points
+    points = widget.prompts.points
     viewer.layers.selection.active = points
     qtbot.keyClick(canvas, Qt.Key.Key_T)
-    assert not widget.segment_panel.points.feature_defaults["positive"].iloc[0]
+    assert not widget.prompts.points.feature_defaults["positive"].iloc[0]
     qtbot.keyClick(canvas, Qt.Key.Key_T)
     points.add([0, 48, 48])
     qtbot.keyClick(canvas, Qt.Key.Key_C)
@@ -326,7 +326,7 @@ def test_images_of_any_kind_can_be_committed(
             lambda: widget.session.source.channel_dim == 0 and len(widget.session.cache) == 1,
             timeout=TIMEOUT,
         )
-    points = widget.segment_panel.points
+    points = widget.prompts.points
     position = list(viewer.dims.current_step[-points.ndim : -2]) + [30, 40]
     points.add(position)
     widget.commit()
@@ -359,7 +359,7 @@ def test_commit_without_image_or_model_or_prompts(viewer, qtbot, model, notes):
 
 def test_prompt_outside_the_image(viewer, qtbot, model, notes, known_masks):
     widget = ready(viewer, qtbot, model)
-    widget.segment_panel.points.add([0, 48, 150])
+    widget.prompts.points.add([0, 48, 150])
     qtbot.waitUntil(lambda: bool(errors(notes)), timeout=TIMEOUT)
     assert "outside the 96 x 96 image" in errors(notes)[-1]
     before = snapshot(viewer)
@@ -467,4 +467,4 @@ def test_manifest_widget_and_commands(viewer, qtbot, model):
     widget = widget_for(viewer)
     assert widget is not None and widget.session.source is not None
     get_app_model().commands.execute_command("napari-sam2.toggle_positive").result()
-    assert not widget.segment_panel.points.feature_defaults["positive"].iloc[0]
+    assert not widget.prompts.points.feature_defaults["positive"].iloc[0]

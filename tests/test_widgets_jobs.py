@@ -55,7 +55,7 @@ def disk(shape, centre, radius=10) -> np.ndarray:
 def ready(viewer, qtbot, model, n=6) -> SAM2Widget:
     viewer.add_image(stack_image(n), name="movie")
     viewer.dims.set_current_step(0, 0)
-    widget = SAM2Widget(viewer)
+    widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     widget.model_panel.precision.setCurrentText("fp32")
     widget.session.set_model(model, "test")
@@ -96,6 +96,7 @@ class FakeTracker:
 
     delay = 0.0
     made: list[FakeTracker] = []
+    ends: dict[int, int] = {}  # object id -> its last frame (absent after it)
 
     def __init__(self, model, frames, precision="auto", normalization=None, **kwargs):
         self.frames, self.n = frames, len(frames)
@@ -116,10 +117,18 @@ class FakeTracker:
 
     def propagate(self, direction="both", start=None, stop=None, writer=None):
         ids = sorted({p[2] for p in self.prompts})
-        first = min(p[1] for p in self.prompts)
-        order = list(range(first, self.n)) if direction != "backward" else []
+        first = min(p[1] for p in self.prompts) if start is None else start
+        low, high = 0, self.n - 1
+        if stop is not None:
+            if direction == "both":
+                low, high = stop
+            elif direction == "forward":
+                high = stop
+            else:
+                low = stop
+        order = list(range(first, high + 1)) if direction != "backward" else []
         if direction != "forward":
-            order += list(range(first, -1, -1))
+            order += list(range(first, low - 1, -1))
         try:
             for frame in order:
                 time.sleep(self.delay)
@@ -127,12 +136,16 @@ class FakeTracker:
                 masks = np.stack(
                     [disk(self.hw, (20 + 25 * k, 30 + 4 * frame)) for k in range(len(ids))]
                 )
+                present = np.array([
+                    -2.0 if frame > self.ends.get(i, self.n) else 3.0 for i in ids
+                ])
+                masks[present < 0] = False
                 yield SimpleNamespace(
                     frame=frame,
                     obj_ids=ids,
                     masks=masks,
                     scores=np.ones(len(ids)),
-                    present=np.ones(len(ids)),
+                    present=present,
                 )
         finally:
             self.closed = True
@@ -142,6 +155,7 @@ class FakeTracker:
 def fake_tracker(monkeypatch):
     FakeTracker.made = []
     FakeTracker.delay = 0.0
+    FakeTracker.ends = {}
     monkeypatch.setattr("napari_sam2.engine.tracker.StackTracker", FakeTracker)
     return FakeTracker
 
@@ -154,7 +168,7 @@ def test_propagate_prompts_writes_frames_as_they_arrive(
 ):
     viewer = make_napari_viewer()
     widget = ready(viewer, qtbot, model)
-    points = widget.segment_panel.points
+    points = widget.prompts.points
     points.add([2, 20, 38])  # (t, row, col) on frame 2
     widget.toggle_positive()
     points.add([2, 80, 80])
@@ -190,7 +204,7 @@ def test_cancel_stops_within_one_frame_and_keeps_what_was_done(
     viewer = make_napari_viewer()
     widget = ready(viewer, qtbot, model, n=30)
     fake_tracker.delay = 0.1
-    widget.segment_panel.points.add([0, 20, 30])
+    widget.prompts.points.add([0, 20, 30])
     panel = widget.propagate_panel
     widget.propagate()
     labels = viewer.layers["SAM2 labels"]
@@ -205,7 +219,7 @@ def test_cancel_stops_within_one_frame_and_keeps_what_was_done(
     written = int((labels.data > 0).any(axis=(1, 2)).sum())
     assert written == len(tracker.computed) and written < 30
     assert "Cancelled after" in panel.status.text()
-    assert len(widget.segment_panel.points.data) == 1  # prompts stay for another try
+    assert len(widget.prompts.points.data) == 1  # prompts stay for another try
     labels.undo()
     assert not labels.data.any()
 
@@ -219,7 +233,7 @@ def test_propagate_objects_labelled_on_this_plane(make_napari_viewer, qtbot, mod
     user[3, 0:5, 0:5] = 2  # painted elsewhere: must survive
     labels = viewer.add_labels(user.copy(), name="mine")
     widget.output_panel.combo.set_layer(labels)
-    widget.propagate_panel.set_source_choice(FROM_LABELS)
+    widget.session.choices.track = FROM_LABELS
     with qtbot.waitSignal(widget.propagate_panel.job.finished, timeout=TIMEOUT):
         widget.propagate()
     [tracker] = fake_tracker.made
@@ -237,14 +251,14 @@ def test_propagation_misuse_is_explained_and_changes_nothing(
     before = [layer.name for layer in viewer.layers]
     widget.propagate()
     assert "No prompts on this stack" in notes[-1]
-    boxes = widget.segment_panel.boxes
+    boxes = widget.prompts.boxes
     for r in (10, 50):
         boxes.add_rectangles(np.array([[0, r, 10], [0, r, 30], [0, r + 20, 30], [0, r + 20, 10]]))
-    widget.segment_panel.points.add([3, 40, 40])  # and a click for a new object on another plane
+    widget.prompts.points.add([3, 40, 40])  # and a click for a new object on another plane
     widget.propagate()
     assert "follow one new object" in notes[-1]
     boxes.data = []
-    widget.propagate_panel.set_source_choice(FROM_LABELS)
+    widget.session.choices.track = FROM_LABELS
     widget.propagate()
     assert "commit objects on this plane first" in notes[-1]
     assert [layer.name for layer in viewer.layers] == before
@@ -260,8 +274,8 @@ def test_real_propagation_keeps_the_gui_responsive(
 ):
     viewer = make_napari_viewer()
     widget = ready(viewer, qtbot, model, n=30)
-    widget.segment_panel.points.add([0, 48, 30])
-    qtbot.waitUntil(lambda: widget.segment_panel.preview is not None, timeout=TIMEOUT)
+    widget.prompts.points.add([0, 48, 30])
+    qtbot.waitUntil(lambda: widget.segment_panel.loop.preview is not None, timeout=TIMEOUT)
     widget.output_panel.target()  # make the output layer first: adding layers is napari's work
     panel = widget.propagate_panel
     with GapMeter() as meter:
@@ -297,7 +311,7 @@ def test_segment_everything_writes_a_new_labels_layer(
     layer = viewer.layers["SAM2 everything"]
     assert layer.data.shape == (4, 96, 96)
     assert layer.data[2].any() and not layer.data[[0, 1, 3]].any()
-    assert "Done: 1 plane(s)" in panel.status.text()
+    assert "on 1 plane(s)" in panel.status.text()
     record_property("max_gui_gap_everything_s", round(meter.max_gap, 3))
     print(
         f"segment everything: max GUI gap {meter.max_gap * 1000:.0f} ms "
@@ -324,7 +338,7 @@ def test_4d_propagates_along_the_chosen_axis_at_the_current_index(
     viewer = make_napari_viewer()
     image = np.stack([stack_image(6)] * 3)  # T, Z, Y, X
     viewer.add_image(image, name="tzyx")
-    widget = SAM2Widget(viewer)
+    widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     axis = widget.image_panel.stack_axis
     axis.setCurrentIndex(axis.findData(1))  # propagate along Z
@@ -332,7 +346,7 @@ def test_4d_propagates_along_the_chosen_axis_at_the_current_index(
     viewer.dims.set_current_step(1, 2)
     widget.model_panel.precision.setCurrentText("fp32")
     widget.session.set_model(model, "test")
-    widget.segment_panel.points.add([1, 2, 48, 30])
+    widget.prompts.points.add([1, 2, 48, 30])
     with qtbot.waitSignal(widget.propagate_panel.job.finished, timeout=TIMEOUT):
         widget.propagate()
     [tracker] = fake_tracker.made

@@ -17,7 +17,7 @@ from napari_sam2._widgets import _settings  # noqa: E402
 from napari_sam2._widgets._embedding_cache import EmbeddingCache  # noqa: E402
 from napari_sam2._widgets._image_source import ImageSource  # noqa: E402
 from napari_sam2._widgets._labels import StagedWrites, commit_masks  # noqa: E402
-from napari_sam2._widgets._prompt_model import (  # noqa: E402
+from napari_sam2._widgets._plane_prompts import (  # noqa: E402
     PromptProblem,
     assign_new_ids,
     check_inside,

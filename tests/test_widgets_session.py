@@ -18,7 +18,7 @@ napari = pytest.importorskip("napari")
 
 
 from napari_sam2 import build_model, cli  # noqa: E402
-from napari_sam2._widgets import _segment_panel  # noqa: E402
+from napari_sam2._widgets import _preview  # noqa: E402
 from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
 from napari_sam2._widgets._propagate_panel import FROM_PROMPTS  # noqa: E402
 from napari_sam2.api import run_session  # noqa: E402
@@ -64,7 +64,7 @@ def disks(monkeypatch):
             masks.append(disk(embedding.image_hw, centre))
         return masks, [0.9] * len(objects)
 
-    monkeypatch.setattr(_segment_panel, "decode_objects", fake)
+    monkeypatch.setattr(_preview, "decode_objects", fake)
 
 
 def movie(n: int, size: int = 96) -> np.ndarray:
@@ -89,7 +89,7 @@ def open_movie(viewer, tmp_path, n: int):
 
 def dock_with_checkpoint(viewer, qtbot, checkpoint) -> SAM2Widget:
     """The widget with the test checkpoint loaded from its file, as a user would."""
-    widget = SAM2Widget(viewer)
+    widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     panel = widget.model_panel
     panel.set_choice("file")
@@ -105,7 +105,7 @@ def dock_with_checkpoint(viewer, qtbot, checkpoint) -> SAM2Widget:
 def ready(viewer, qtbot, model, n=6) -> SAM2Widget:
     viewer.add_image(movie(n), name="movie")
     viewer.dims.set_current_step(0, 0)
-    widget = SAM2Widget(viewer)
+    widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     widget.model_panel.precision.setCurrentText("fp32")
     widget.session.set_model(model, "test")
@@ -133,24 +133,24 @@ def test_saved_propagation_replays_with_the_cli_and_the_api(make_napari_viewer, 
     path = open_movie(viewer, tmp_path, n=5)
     widget = dock_with_checkpoint(viewer, qtbot, checkpoint)
     segment = widget.segment_panel
-    segment.points.add([0, 30, 28])  # object 1: a click on frame 0
+    widget.prompts.points.add([0, 30, 28])  # object 1: a click on frame 0
     commit(widget, viewer, qtbot, 1)
     viewer.dims.set_current_step(0, 2)
-    segment.boxes.add_rectangles(box(2, 54, 50, 82, 78))  # object 2: a box on frame 2
+    widget.prompts.boxes.add_rectangles(box(2, 54, 50, 82, 78))  # object 2: a box on frame 2
     commit(widget, viewer, qtbot, 2)
     segment.object_id.setValue(1)  # more clicks for object 1, on frame 4
     viewer.dims.set_current_step(0, 4)
-    segment.points.add([4, 30, 40])
+    widget.prompts.points.add([4, 30, 40])
     widget.toggle_positive()
-    segment.points.add([4, 68, 64])
+    widget.prompts.points.add([4, 68, 64])
     widget.toggle_positive()
-    assert list(segment.points.features["object"]) == [1, 1]
+    assert list(widget.prompts.points.features["object"]) == [1, 1]
     segment.object_id.setValue(0)
     with qtbot.waitSignal(widget.propagate_panel.job.finished, timeout=TIMEOUT):
         widget.propagate()
     labels = np.array(viewer.layers["SAM2 labels"].data, copy=True)
     assert set(np.unique(labels)) <= {0, 1, 2} and {1, 2} <= set(np.unique(labels))
-    assert len(segment.points.data) == 0  # used up
+    assert len(widget.prompts.points.data) == 0  # used up
 
     saved = widget.save_prompts(tmp_path / "session.json")
     data = json.loads(saved.read_text())
@@ -181,8 +181,8 @@ def test_saved_commits_with_a_mask_prompt_replay_with_the_cli_and_the_api(
     mine = viewer.add_labels(rough, name="rough")
     widget = dock_with_checkpoint(viewer, qtbot, checkpoint)
     segment = widget.segment_panel
-    viewer.layers.selection.active = segment.points
-    segment.points.add([0, 30, 28])
+    viewer.layers.selection.active = widget.prompts.points
+    widget.prompts.points.add([0, 30, 28])
     commit(widget, viewer, qtbot, 1)
     viewer.dims.set_current_step(0, 1)
     segment.picker.set_choice(mine, 5)  # label 5 of 'rough' is the mask prompt of a new object
@@ -190,7 +190,7 @@ def test_saved_commits_with_a_mask_prompt_replay_with_the_cli_and_the_api(
     assert not segment.picker.enabled.isChecked()  # used up
     np.testing.assert_array_equal(mine.data, rough)  # the user's layer is untouched
     segment.zoom.setChecked(True)
-    segment.boxes.add_rectangles(box(1, 20, 20, 26, 26))  # small: segmented on a crop
+    widget.prompts.boxes.add_rectangles(box(1, 20, 20, 26, 26))  # small: segmented on a crop
     commit(widget, viewer, qtbot, 3)
     labels = np.array(viewer.layers["SAM2 labels"].data, copy=True)
     assert labels[1].any() and not labels[2].any()
@@ -218,16 +218,18 @@ def test_committed_and_prompted_objects_propagate_together(
     viewer = make_napari_viewer()
     widget = ready(viewer, qtbot, model)
     segment = widget.segment_panel
-    segment.points.add([0, 20, 30])
+    widget.prompts.points.add([0, 20, 30])
     commit(widget, viewer, qtbot, 1)  # object 1 on frame 0
     viewer.dims.set_current_step(0, 2)
-    segment.boxes.add_rectangles(box(2, 60, 50, 80, 70))
+    widget.prompts.boxes.add_rectangles(box(2, 60, 50, 80, 70))
     commit(widget, viewer, qtbot, 2)  # object 2 on frame 2
     segment.object_id.setValue(1)
-    segment.points.add([4, 22, 40])  # object 1 again, on frame 4
+    widget.prompts.points.add([4, 22, 40])  # object 1 again, on frame 4
     segment.object_id.setValue(0)
-    segment.points.add([1, 45, 80])  # a new object, clicked on frames 1 and 3
-    segment.points.add([3, 47, 82])
+    viewer.dims.set_current_step(0, 1)
+    widget.prompts.points.add([1, 45, 80])  # a new object, clicked on frames 1 and 3
+    qtbot.waitUntil(lambda: segment.loop.preview is not None, timeout=TIMEOUT)
+    widget.prompts.points.add([3, 47, 82])  # inside its mask on frame 1: the same object
     panel = widget.propagate_panel
     with qtbot.waitSignal(panel.job.finished, timeout=TIMEOUT):
         widget.propagate()
@@ -241,8 +243,8 @@ def test_committed_and_prompted_objects_propagate_together(
     assert "Tracking object(s) 1, 2, 3" in panel.status.text() or "Propagated" in panel.status.text()
     assert widget.session.record.ids() == [1, 2, 3]
 
-    segment.points.add([5, 85, 10])  # new prompts only: object 4 alone
-    panel.set_source_choice(FROM_PROMPTS)
+    widget.prompts.points.add([5, 85, 10])  # new prompts only: object 4 alone
+    widget.session.choices.track = FROM_PROMPTS
     with qtbot.waitSignal(panel.job.finished, timeout=TIMEOUT):
         widget.propagate()
     assert [(p[0], p[1], p[2]) for p in fake_tracker.made[-1].prompts] == [("points", 5, 4)]
@@ -263,18 +265,18 @@ def test_a_label_is_a_mask_prompt_of_the_current_object(
         seen.append(objects)
         return [obj.mask.copy() for obj in objects], [0.9] * len(objects)
 
-    monkeypatch.setattr(_segment_panel, "decode_objects", fake)
+    monkeypatch.setattr(_preview, "decode_objects", fake)
     segment = widget.segment_panel
-    viewer.layers.selection.active = segment.points
+    viewer.layers.selection.active = widget.prompts.points
     mine.selected_label = 8
     segment.picker.set_choice(mine)  # the layer's selected label
-    qtbot.waitUntil(lambda: segment.preview is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: segment.loop.preview is not None, timeout=TIMEOUT)
     [obj] = seen[-1]
     assert obj.obj_id is None and len(obj.points) == 0
     np.testing.assert_array_equal(obj.mask, rough[0] == 8)
     mine.selected_label = 3  # follows the selected label
     qtbot.waitUntil(lambda: seen[-1][0].mask.sum() == 400, timeout=TIMEOUT)
-    segment.points.add([0, 30, 28])  # a click joins the mask prompt: still one object
+    widget.prompts.points.add([0, 30, 28])  # a click joins the mask prompt: still one object
     qtbot.waitUntil(lambda: len(seen[-1][0].points) == 1, timeout=TIMEOUT)
     commit(widget, viewer, qtbot, 1)
     labels = viewer.layers["SAM2 labels"].data
@@ -305,12 +307,12 @@ def test_loading_prompts_recreates_the_prompt_layers_and_keeps_the_users(
 
     viewer = make_napari_viewer()
     widget = ready(viewer, qtbot, model)
-    old_points = widget.segment_panel.points
+    old_points = widget.prompts.points
     old_points.add([1, 5, 5])  # the user's own click: must survive
     assert widget.load_prompts(saved, replace=False)
     assert old_points.name == "SAM2 points (before loading)" and len(old_points.data) == 1
     assert "napari_sam2_role" not in old_points.metadata
-    points, boxes = widget.segment_panel.points, widget.segment_panel.boxes
+    points, boxes = widget.prompts.points, widget.prompts.boxes
     assert points is not old_points and points.name == "SAM2 points"
     np.testing.assert_array_equal(points.data, [[0, 20, 30], [0, 70, 60], [2, 21, 34]])  # (t, row, col)
     assert list(points.features["positive"]) == [True, False, True]
@@ -322,7 +324,7 @@ def test_loading_prompts_recreates_the_prompt_layers_and_keeps_the_users(
     assert widget.propagate_panel.direction.currentText() == "forward"
 
     assert widget.load_prompts(saved, replace=True)  # again: replaces, does not add
-    assert len(widget.segment_panel.points.data) == 3 and len(widget.segment_panel.boxes.data) == 1
+    assert len(widget.prompts.points.data) == 3 and len(widget.prompts.boxes.data) == 1
     assert len(old_points.data) == 1
 
     with qtbot.waitSignal(widget.propagate_panel.job.finished, timeout=TIMEOUT):
@@ -338,10 +340,10 @@ def test_loading_prompts_recreates_the_prompt_layers_and_keeps_the_users(
 
     far = PromptSession()
     far.add(1, Prompt(frame=40, points=[[1, 1]]))
-    before = len(widget.segment_panel.points.data)
+    before = len(widget.prompts.points.data)
     assert not widget.load_prompts(far.save(tmp_path / "far.json"), replace=True)
     assert "position 40 of axis 0" in notes[-1]
-    assert len(widget.segment_panel.points.data) == before
+    assert len(widget.prompts.points.data) == before
 
 
 def test_saving_without_anything_to_save_says_so(make_napari_viewer, qtbot, model, notes, tmp_path):

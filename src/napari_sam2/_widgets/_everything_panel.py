@@ -167,7 +167,7 @@ class EverythingPanel(QWidget):
         self.layer = new_labels(
             self.session.viewer, source, self.session.image_layer, EVERYTHING_NAME
         )
-        self._source, self._count = source, 0
+        self._source, self._count, self._objects = source, 0, 0
         self.job.start(
             "Segmenting everything",
             everything_job,
@@ -187,16 +187,33 @@ class EverythingPanel(QWidget):
         self.layer.data[self._source.labels_plane_key(index)] = labels
         self.layer.refresh()
         self._count += 1
+        self._objects += len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
 
     def _finished(self, outcome: str) -> None:
         name = self.layer.name if self.layer is not None else EVERYTHING_NAME
+        found = f"{self._objects} object(s) on {self._count} plane(s)"
         if outcome == "done":
-            self.status.setText(f"Done: {self._count} plane(s) segmented into '{name}'.")
+            text = f"Done: {found} in '{name}'."
+            if self._objects == 0:
+                text = f"Done, but no object was found on {self._count} plane(s). " + (
+                    self.what_to_lower()
+                )
         elif outcome == "cancelled":
-            self.status.setText(f"Cancelled; {self._count} finished plane(s) are kept in '{name}'.")
+            text = f"Cancelled; {found} are kept in '{name}'."
         else:
-            self.status.setText(f"Failed after {self._count} plane(s) (see the notification).")
+            text = f"Failed after {self._count} plane(s) (see the notification)."
+        self.status.setText(text)
+        self.session.viewer.status = f"SAM 2: {text}"
         self._enable()
+
+    def what_to_lower(self) -> str:
+        """Which filters to loosen when nothing passed them, with their values now."""
+        return (
+            f"Lower 'Predicted IoU ≥' (now {self.pred_iou.value():.2f}) or 'Stability ≥' (now "
+            f"{self.stability.value():.2f}), or 'Min. region area' (now {self.min_area.value()}); "
+            f"more 'Points per side' (now {self.points_per_side.value()}) or 'Crop layers' find "
+            "smaller objects."
+        )
 
 
 def _fraction(value: float, tip: str) -> QDoubleSpinBox:

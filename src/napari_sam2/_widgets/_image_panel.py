@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..images.checks import ImageInputError
-from . import _notify
+from . import _bind, _notify
 from ._choice_box import choice_box
 from ._image_source import ImageSource
 from ._layer_combo import LayerCombo
@@ -91,6 +91,11 @@ class ImagePanel(QWidget):
 
         self._layer: Image | None = None
         self._filling = False
+        choices = session.choices
+        _bind.combo_data(self.channel_axis, choices, "channel_axis")
+        _bind.line(self.channels, choices, "channels")
+        _bind.combo_data(self.stack_axis, choices, "stack_axis")
+        _bind.combo_data(self.normalization, choices, "normalization")
         self.layer_combo.layer_changed.connect(self._on_layer)
         self.channel_axis.currentIndexChanged.connect(self._on_channel_axis)
         self.channels.editingFinished.connect(self.rebuild)
@@ -101,14 +106,14 @@ class ImagePanel(QWidget):
     # ------------------------------------------------------------------ axes
 
     def _axis_name(self, layer: Image, dim: int) -> str:
+        """'axis 0 (51)', or 'axis 0: z (51)' when the axis has a name; napari's default names
+        ('0', '-3') are its positions, not names."""
         labels = self.session.viewer.dims.axis_labels
         offset = len(labels) - layer.ndim
-        label = labels[dim + offset] if 0 <= dim + offset < len(labels) else str(dim)
-        return (
-            f"axis {dim} ({label}, {layer.data.shape[dim]})"
-            if label != str(dim)
-            else f"axis {dim} ({layer.data.shape[dim]})"
-        )
+        label = labels[dim + offset] if 0 <= dim + offset < len(labels) else ""
+        named = label and not label.lstrip("-").isdigit()
+        size = layer.data.shape[dim]
+        return f"axis {dim}: {label} ({size})" if named else f"axis {dim} ({size})"
 
     def _on_layer(self, layer: Image | None) -> None:
         if self._layer is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import create_worker
+from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
@@ -90,6 +91,7 @@ class JobPanel(QWidget):
         self.destroyed.connect(lambda *_: running["control"] and running["control"].request_stop())
         self._title = ""
         self._t0 = 0.0
+        self.activity: progress | None = None  # the mirror in napari's activity panel
         self.setVisible(False)
 
     @property
@@ -103,10 +105,12 @@ class JobPanel(QWidget):
         *args: Any,
         on_yield: Callable[[Any], None] | None = None,
         on_return: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         on_finish: Callable[[str], None] | None = None,
     ) -> Any:
         """Run `func(control, *args)` in a worker thread; returns the (started) worker.
 
+        on_error(message) gets the whole error message (also shown as a notification);
         on_finish(outcome) runs last on the GUI thread: outcome is 'done', 'cancelled' or 'failed'.
         """
         if self.busy:
@@ -127,7 +131,9 @@ class JobPanel(QWidget):
             if isinstance(exc, Cancelled) and control.stop_requested:
                 return  # stopped on request: not a failure
             failed.append(exc)
-            _notify.failure(title, exc)
+            message = _notify.failure(title, exc)
+            if on_error is not None:
+                on_error(message)
 
         worker.errored.connect(errored)
 
@@ -135,6 +141,7 @@ class JobPanel(QWidget):
             outcome = "failed" if failed else "cancelled" if control.stop_requested else "done"
             try:
                 self.worker = self.control = self._running["control"] = None
+                self._close_activity()
                 self.setVisible(False)
                 if on_finish is not None:
                     on_finish(outcome)
@@ -143,6 +150,8 @@ class JobPanel(QWidget):
                 pass
 
         worker.finished.connect(done)
+        self._close_activity()
+        self.activity = progress(total=0, desc=title)
         self._t0 = time.perf_counter()
         self.bar.setRange(0, 0)  # busy until the first report
         self.label.setText(f"{title}…")
@@ -151,6 +160,22 @@ class JobPanel(QWidget):
         self.started.emit()
         worker.start()
         return worker
+
+    def _mirror(self, done: float, total: float) -> None:
+        """The same progress in napari's activity panel (bottom right of the window), which is
+        in sight however far the dock is scrolled."""
+        bar = self.activity
+        if bar is None:
+            return
+        steps = 1000
+        if bar.total != steps:
+            bar.total = steps
+        bar.update(int(steps * min(done, total) / total) - bar.n)
+
+    def _close_activity(self) -> None:
+        bar, self.activity = self.activity, None
+        if bar is not None:
+            bar.close()
 
     def cancel(self) -> None:
         """Ask the running job to stop at its next step."""
@@ -170,7 +195,12 @@ class JobPanel(QWidget):
         elapsed = time.perf_counter() - self._t0
         shown, of = done * self.scale, total * self.scale
         digits = 0 if self.scale == 1 else 1
-        text = f"{self._title}: {shown:.{digits}f}/{of:.{digits}f} {self.unit}"
+        if self.scale == 1 and done != int(done):  # within a step: "40 % of 1 plane"
+            unit = self.unit[:-1] if total == 1 and self.unit.endswith("s") else self.unit
+            text = f"{self._title}: {100 * done / total:.0f} % of {total:g} {unit}"
+        else:
+            text = f"{self._title}: {shown:.{digits}f}/{of:.{digits}f} {self.unit}"
+        self._mirror(done, total)
         if done > 0:
             per = elapsed / done
             text += f" · {per:.2f} s each · about {format_seconds(per * (total - done))} left"

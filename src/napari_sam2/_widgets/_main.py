@@ -1,7 +1,7 @@
 """The SAM 2 dock widget: model, image, output, segment, propagate and segment-everything sections.
 
-Its public methods (load_model, commit, toggle_positive, clear_prompts, undo, propagate,
-segment_everything, save_prompts, load_prompts) are what the keyboard shortcuts and the plugin's
+Its public methods (load_model, commit, toggle_positive, next_candidate, clear_prompts, undo,
+redo, propagate, segment_everything, save_prompts, load_prompts) are what the keyboard shortcuts and the plugin's
 commands call, and what scripts can call too.
 """
 
@@ -12,15 +12,25 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from napari.layers import Image
 from napari.viewer import Viewer
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from . import _shortcuts
+from . import _canvas_clicks, _shortcuts
 from ._everything_panel import EverythingPanel
 from ._image_panel import ImagePanel
 from ._model_panel import ModelPanel
 from ._output_panel import OutputPanel
+from ._prompt_layers import PromptLayers
 from ._propagate_panel import PropagatePanel
 from ._segment_panel import SegmentPanel
 from ._session import Session
@@ -37,48 +47,76 @@ def widget_for(viewer: Any) -> SAM2Widget | None:
     return widget if widget is not None and widget.viewer is viewer else None
 
 
-def _section(title: str, body: QWidget) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(6, 6, 6, 6)
-    layout.addWidget(body)
-    return box
+class Section(QWidget):
+    """A titled part of the dock whose body folds away under its title (click the title)."""
+
+    def __init__(self, title: str, body: QWidget, open_: bool = True) -> None:
+        super().__init__()
+        self.body = body
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.toggle.toggled.connect(self._show)
+        box = QFrame()
+        box.setFrameShape(QFrame.Shape.StyledPanel)
+        inner = QVBoxLayout(box)
+        inner.setContentsMargins(6, 6, 6, 6)
+        inner.addWidget(body)
+        self.frame = box
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toggle)
+        layout.addWidget(box)
+        self.toggle.setChecked(open_)
+        self._show(open_)
+
+    def _show(self, shown: bool) -> None:
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.frame.setVisible(shown)
+
+    def expand(self) -> None:
+        self.toggle.setChecked(True)
 
 
 class SAM2Widget(QScrollArea):
     """Segment Anything 2 for microscopy: interactive, through stacks, and everything at once."""
 
-    def __init__(self, napari_viewer: Viewer) -> None:
+    def __init__(self, napari_viewer: Viewer, load_model: bool = True) -> None:
+        """load_model: load the chosen model (in a worker) as soon as the dock opens."""
         super().__init__()
         # napari may hand plugins a proxy that wraps every value it returns in a new object; the
         # widget compares layers by identity, so it works on the viewer itself.
         napari_viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.viewer = napari_viewer
         self.session = Session(napari_viewer)
+        self.prompts = PromptLayers(self.session)
         self.model_panel = ModelPanel(self.session)
         self.image_panel = ImagePanel(self.session)
         self.output_panel = OutputPanel(self.session)
-        self.segment_panel = SegmentPanel(self.session, self.output_panel)
-        self.propagate_panel = PropagatePanel(self.session, self.output_panel, self.segment_panel)
+        self.segment_panel = SegmentPanel(self.session, self.prompts, self.output_panel)
+        self.propagate_panel = PropagatePanel(self.session, self.prompts, self.output_panel)
         self.everything_panel = EverythingPanel(self.session)
-        self.session_panel = SessionPanel(
-            self.session, self.model_panel, self.output_panel, self.segment_panel,
-            self.propagate_panel,
-        )
-        self.help = QLabel("Shortcuts\n" + _shortcuts.help_text())
+        self.session_panel = SessionPanel(self.session, self.prompts, self.output_panel)
+        self.help = QLabel(_shortcuts.help_text())
         self.help.setWordWrap(True)
         self.help.setStyleSheet("color: gray;")
 
+        self.sections = {
+            "model": Section("Model", self.model_panel),
+            "image": Section("Image", self.image_panel),
+            "output": Section("Output", self.output_panel),
+            "segment": Section("Segment (click or box, then commit)", self.segment_panel),
+            "propagate": Section("Propagate through the stack", self.propagate_panel),
+            "everything": Section("Segment everything", self.everything_panel),
+            "prompts file": Section("Prompts file", self.session_panel, open_=False),
+            "shortcuts": Section("Shortcuts", self.help, open_=False),
+        }
         body = QWidget()
         layout = QVBoxLayout(body)
-        layout.addWidget(_section("Model", self.model_panel))
-        layout.addWidget(_section("Image", self.image_panel))
-        layout.addWidget(_section("Output", self.output_panel))
-        layout.addWidget(_section("Segment (click or box, then commit)", self.segment_panel))
-        layout.addWidget(_section("Propagate through the stack", self.propagate_panel))
-        layout.addWidget(_section("Segment everything", self.everything_panel))
-        layout.addWidget(_section("Prompts file", self.session_panel))
-        layout.addWidget(self.help)
+        for section in self.sections.values():
+            layout.addWidget(section)
         layout.addStretch(1)
         for combo in body.findChildren(QComboBox):  # long layer names must not widen the dock
             combo.setSizeAdjustPolicy(
@@ -89,15 +127,41 @@ class SAM2Widget(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMinimumWidth(340)
+        for key, panel in (
+            ("propagate", self.propagate_panel),
+            ("everything", self.everything_panel),
+            ("model", self.model_panel),
+        ):
+            panel.job.started.connect(lambda key=key, panel=panel: self._reveal(key, panel.job))
 
         _shortcuts.bind_viewer(napari_viewer, self)
-        self.segment_panel.on_prompt_layer = lambda layer: _shortcuts.bind_prompt_layer(layer, self)
-        for layer in (self.segment_panel.points, self.segment_panel.boxes):
+        self.prompts.made.connect(lambda layer: _shortcuts.bind_prompt_layer(layer, self))
+        for layer in (self.prompts.points, self.prompts.boxes):
             if layer is not None:
                 _shortcuts.bind_prompt_layer(layer, self)
+        _canvas_clicks.forward_clicks(napari_viewer, self.prompts)
+        napari_viewer.layers.events.inserted.connect(self._on_inserted)
         _widgets[id(napari_viewer)] = weakref.ref(self)
         viewer_ref = weakref.ref(napari_viewer)
         self.destroyed.connect(lambda *_: _forget(viewer_ref))
+        if load_model:
+            QTimer.singleShot(0, lambda: self.model_panel.load(automatic=True))
+
+    def _reveal(self, key: str, job: QWidget) -> None:
+        """A job started: open its section and scroll its progress bar into sight."""
+        self.sections[key].expand()
+        QTimer.singleShot(0, lambda: self.ensureWidgetVisible(job))
+
+    def _on_inserted(self, event: Any) -> None:
+        """napari makes a newly added image the active layer; clicks go back to the prompts."""
+        if isinstance(event.value, Image) and self.prompts.points is not None:
+            QTimer.singleShot(0, self._select_points)
+
+    def _select_points(self) -> None:
+        points = self.prompts.points
+        if points is not None and points in self.viewer.layers:
+            self.viewer.layers.selection.active = points
+            points.mode = "add"
 
     # ------------------------------------------------------------------ actions
 
@@ -115,6 +179,12 @@ class SAM2Widget(QScrollArea):
 
     def undo(self) -> None:
         self.segment_panel.undo()
+
+    def redo(self) -> None:
+        self.segment_panel.redo()
+
+    def next_candidate(self) -> None:
+        self.segment_panel.next_candidate()
 
     def propagate(self) -> None:
         self.propagate_panel.propagate()
@@ -145,3 +215,4 @@ def _forget(viewer_ref: weakref.ReferenceType) -> None:
     _widgets.pop(id(viewer), None)
     with contextlib.suppress(AttributeError, RuntimeError):
         _shortcuts.unbind_viewer(viewer)
+        _canvas_clicks.remove_forwarding(viewer)

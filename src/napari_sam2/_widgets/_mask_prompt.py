@@ -14,8 +14,8 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QSpinBox, QWidget
 from ._image_source import PlaneIndex
 from ._labels import matching_labels
 from ._layer_combo import LayerCombo
-from ._prompt_model import PromptProblem
-from ._prompts import ROLE
+from ._plane_prompts import PromptProblem
+from ._prompt_layers import ROLE
 from ._session import Session
 
 SELECTED = 0  # the spin box value that means "the layer's selected label"

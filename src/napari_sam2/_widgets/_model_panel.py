@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -23,7 +24,9 @@ from ..checkpoints.download import ensure_checkpoint
 from ..checkpoints.loading import build_model, default_model, load_model
 from ..checkpoints.registry import OFFICIAL_CHECKPOINTS
 from ..checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
-from . import _notify, _settings
+from ..engine.precision import resolve_precision
+from . import _bind, _notify, _settings
+from ._choice_box import choice_box
 from ._jobs import JobControl, JobPanel
 from ._session import Session
 
@@ -32,6 +35,7 @@ FILE_CHOICE = "file"
 TEST_PRESET = "sam2.1_hiera_test"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _SIZES = {"tiny": "tiny", "small": "small", "base_plus": "base+", "large": "large"}
 
 
@@ -120,15 +124,16 @@ class ModelPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setToolTip("auto: CUDA, then Apple MPS, then the CPU")
-        self.precision = QComboBox()
-        self.precision.addItems(PRECISIONS)
-        self.precision.setToolTip(
-            "auto: bf16/fp16 where the hardware is fast at it, else fp32 (exact)"
+        self.precision = choice_box(
+            [(p, p) for p in PRECISIONS],
+            "auto: bf16/fp16 where the hardware is fast at it, else fp32 (exact); once a model is "
+            "loaded, 'auto' shows what it chose.",
         )
         self.load_button = QPushButton("Load model")
-        self.load_button.clicked.connect(self.load)
+        self.load_button.clicked.connect(lambda: self.load())
         self.status = QLabel("No model loaded.")
         self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.job = JobPanel(unit="MB", scale=1e-6)
 
         form = QFormLayout()
@@ -143,9 +148,13 @@ class ModelPanel(QWidget):
         layout.addWidget(self.status)
 
         self._restore()
+        choices = session.choices
+        _bind.combo_data(self.preset, choices, "model")
+        _bind.line(self.path, choices, "checkpoint")
+        _bind.combo_text(self.device, choices, "device")
+        _bind.combo_data(self.precision, choices, "precision")
         self.preset.currentIndexChanged.connect(self._on_preset)
-        self.precision.currentTextChanged.connect(self.session.set_precision)
-        self.session.set_precision(self.precision.currentText())
+        session.model_changed.connect(self._show_auto)
         self._on_preset()
 
     # ------------------------------------------------------------------ choices
@@ -162,19 +171,27 @@ class ModelPanel(QWidget):
         saved = _settings.load()
         self.set_choice(saved.get("model", default_model()))
         self.path.setText(saved.get("checkpoint", ""))
-        for combo, key in ((self.device, "device"), (self.precision, "precision")):
-            index = combo.findText(saved.get(key, "auto"))
-            combo.setCurrentIndex(max(index, 0))
+        self.device.setCurrentIndex(max(self.device.findText(saved.get("device", "auto")), 0))
+        self.precision.setCurrentIndex(max(self.precision.findData(saved.get("precision", "auto")), 0))
 
-    def _remember(self) -> None:
+    def _remember(self, choice: str, path: str, device: str) -> None:
         _settings.save(
             {
-                "model": self.choice(),
-                "checkpoint": self.path.text(),
-                "device": self.device.currentText(),
-                "precision": self.precision.currentText(),
+                "model": choice,
+                "checkpoint": path,
+                "device": device,
+                "precision": self.session.choices.precision,
             }
         )
+
+    def _show_auto(self) -> None:
+        """'auto (bf16)': what the automatic precision chose for the loaded model's device."""
+        model = self.session.model
+        text = "auto"
+        if model is not None:
+            dtype = resolve_precision("auto", model.device)
+            text = f"auto ({DTYPE_NAMES.get(dtype, str(dtype))})"
+        self.precision.setItemText(self.precision.findData("auto"), text)
 
     def _on_preset(self, *_: Any) -> None:
         self.file_row.setVisible(self.choice() == FILE_CHOICE)
@@ -188,28 +205,47 @@ class ModelPanel(QWidget):
 
     # ------------------------------------------------------------------ loading
 
-    def load(self) -> None:
-        """Load the chosen model in a worker; the current model stays until the new one is ready."""
-        choice, path = self.choice(), self.path.text().strip()
+    def load(self, automatic: bool = False) -> None:
+        """Load the chosen model in a worker; the current model stays until the new one is
+        ready. automatic (when the dock opens): only if no model is there yet, and the result is
+        dropped if a model was set meanwhile. The choice is remembered once it loaded."""
+        choices = self.session.choices
+        choice, path, device = choices.model, choices.checkpoint.strip(), choices.device
+        if automatic and (self.session.model is not None or self.job.busy):
+            return
         if choice == FILE_CHOICE and not path:
-            _notify.error("Choose a checkpoint file first (Browse…), or pick a preset.")
+            self.status.setText("Choose a checkpoint file first (Browse…), or pick a preset.")
+            if not automatic:
+                _notify.error("Choose a checkpoint file first (Browse…), or pick a preset.")
             return
         if self.job.busy:
             return
-        self._remember()
         self.load_button.setEnabled(False)
+        label = self.preset.currentText()
+        self.status.setText(f"Loading {label}…")
+        self.session.viewer.status = f"SAM 2: loading {label}…"
         self.job.start(
             "Loading the model",
             load_job,
             choice,
             path,
-            self.device.currentText(),
-            on_return=self._loaded,
+            device,
+            on_return=lambda result: self._loaded(result, automatic, (choice, path, device)),
+            on_error=self._failed,
             on_finish=lambda outcome: self.load_button.setEnabled(True),
         )
 
-    def _loaded(self, result: tuple[Any, str, dict[str, Any]]) -> None:
+    def _loaded(
+        self, result: tuple[Any, str, dict[str, Any]], automatic: bool, chosen: tuple
+    ) -> None:
         model, name, spec = result
+        if automatic and self.session.model is not None:
+            return  # a model was set while this one loaded: keep it
         self.session.set_model(model, name, spec)
+        self._remember(*chosen)
         self.status.setText(f"Loaded {name} on {model.device}.")
         self.session.viewer.status = f"SAM 2: loaded {name} on {model.device}"
+
+    def _failed(self, message: str) -> None:
+        """The whole error, kept under the Load button (a notification fades and is cut)."""
+        self.status.setText(f"The model was not loaded: {message}")

@@ -9,7 +9,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..checkpoints.files import CheckpointError
 from ..engine.predictor import PromptError
 from ..images.checks import ImageInputError
-from ._prompt_model import PromptProblem
+from ._plane_prompts import PromptProblem
 
 log = logging.getLogger("napari_sam2")
 
@@ -37,8 +37,9 @@ def info(message: str) -> None:
     show_info(message)
 
 
-def failure(what: str, exc: BaseException) -> None:
-    """Report a failed job: the engine's own message, or the error's type and text for a bug."""
+def failure(what: str, exc: BaseException) -> str:
+    """Report a failed job: the engine's own message, or the error's type and text for a bug;
+    returns the message."""
     if isinstance(exc, KeyError) and exc.args:
         text = str(exc.args[0])
     else:
@@ -47,3 +48,4 @@ def failure(what: str, exc: BaseException) -> None:
         log.error("%s failed", what, exc_info=exc)
         text = f"{type(exc).__name__}: {text} (details in the log)"
     show_error(f"{what} failed: {text}")
+    return text

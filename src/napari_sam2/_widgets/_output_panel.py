@@ -5,9 +5,10 @@ from __future__ import annotations
 from napari.layers import Labels
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QWidget
 
+from . import _bind
 from ._labels import OUTPUT_NAME, matching_labels, new_labels
 from ._layer_combo import LayerCombo
-from ._prompts import ROLE
+from ._prompt_layers import ROLE
 from ._session import Session
 
 NEW_ENTRY = f"New layer '{OUTPUT_NAME}'"
@@ -34,6 +35,7 @@ class OutputPanel(QWidget):
             "is lost. "
             "On: new objects replace the labels under them."
         )
+        _bind.check(self.overwrite, session.choices, "overwrite")
         form = QFormLayout(self)
         form.addRow("Labels", self.combo)
         form.addRow("", self.overwrite)

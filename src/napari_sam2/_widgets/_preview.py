@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,8 @@ from ..engine.predictor import ImageEmbedding, ImagePredictor
 from ..images.model_input import prepare_image
 from ._image_source import ImageSource, PlaneIndex
 from ._labels import keep_active
-from ._prompt_model import ObjectPrompt
-from ._prompts import ROLE
+from ._plane_prompts import ObjectPrompt
+from ._prompt_layers import ROLE
 
 PREVIEW_NAME = "SAM2 preview"
 
@@ -32,10 +32,12 @@ def decode_objects(
     embedding: ImageEmbedding,
     objects: list[ObjectPrompt],
     zoom_plane: tuple[ImageSource, PlaneIndex] | None = None,
-) -> tuple[list[np.ndarray], list[float]]:
-    """Worker: the best mask and its predicted IoU for each object's prompts (by the rules of
-    `object_prompts`, which the API and the command line follow too); with `zoom_plane`, small
-    objects are segmented on enlarged crops of that plane."""
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Worker: the candidate masks (K, H, W) and the model's predicted IoU of each (K,) for each
+    object's prompts. A single click is ambiguous: its three candidates are kept so that the user
+    can cycle them; other prompts give one mask (by the rules of `segment_object`, which the API
+    and the command line follow too). With `zoom_plane`, small objects are segmented on enlarged
+    crops of that plane."""
     image = None
     if zoom_plane is not None:
         source, index = zoom_plane
@@ -43,22 +45,63 @@ def decode_objects(
     predictor.set_embedding(embedding, image)
     masks, scores = [], []
     for obj in objects:
-        mask, score = segment_object(predictor, obj.points, obj.labels, obj.box, obj.mask, zoom=image is not None)
-        masks.append(mask)
-        scores.append(score)
+        if obj.multimask and image is None:
+            result = predictor.predict(obj.points, obj.labels, multimask_output=True)
+            masks.append(np.asarray(result.masks, dtype=bool))
+            scores.append(np.asarray(result.scores, dtype=float))
+            continue
+        mask, score = segment_object(
+            predictor, obj.points, obj.labels, obj.box, obj.mask, zoom=image is not None
+        )
+        masks.append(mask[None])
+        scores.append(np.array([score]))
     return masks, scores
 
 
 @dataclass
 class Preview:
-    """The masks decoded for the objects prompted on one plane (`signature` identifies the
-    prompts)."""
+    """The candidate masks decoded for the objects prompted on one plane and the one shown of
+    each (`signature` identifies the prompts). masks[i]: (K, H, W) or one (H, W) mask of object
+    i; scores[i]: the model's predicted IoU of each candidate (its confidence, not a measured
+    IoU)."""
 
     index: PlaneIndex
     signature: bytes
     masks: list[np.ndarray]
-    scores: list[float]
+    scores: list[Any]
     objects: list[ObjectPrompt]
+    chosen: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.masks = [m if m.ndim == 3 else m[None] for m in map(np.asarray, self.masks)]
+        self.scores = [np.atleast_1d(np.asarray(s, dtype=float)) for s in self.scores]
+        if not self.chosen:
+            self.chosen = [int(np.argmax(s)) for s in self.scores]
+
+    def shown_masks(self) -> list[np.ndarray]:
+        return [m[c] for m, c in zip(self.masks, self.chosen, strict=True)]
+
+    def shown_scores(self) -> list[float]:
+        return [float(s[c]) for s, c in zip(self.scores, self.chosen, strict=True)]
+
+    def candidates(self) -> int:
+        """The most candidates any object has (1: nothing to cycle)."""
+        return max((len(m) for m in self.masks), default=0)
+
+    def cycle(self) -> bool:
+        """Show each object's next candidate; False when there is only one each."""
+        if self.candidates() < 2:
+            return False
+        self.chosen = [(c + 1) % len(m) for c, m in zip(self.chosen, self.masks, strict=True)]
+        return True
+
+    def describe(self) -> str:
+        """'candidate 2/3, model confidence 0.91' (per object)."""
+        parts = []
+        for m, c, s in zip(self.masks, self.chosen, self.scores, strict=True):
+            which = f"candidate {c + 1}/{len(m)}, " if len(m) > 1 else ""
+            parts.append(f"{which}model confidence {s[c]:.2f}")
+        return "; ".join(parts)
 
 
 def find_preview(viewer: Any) -> Labels | None:

@@ -4,13 +4,17 @@ whose values are object ids."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
+from psygnal import Signal
 
 from ._image_source import ImageSource, PlaneIndex
-from ._prompt_model import EMPTY, PlanePrompts, group_prompts
+from ._labels import next_label
+from ._plane_prompts import EMPTY, PlanePrompts, PromptProblem, group_prompts
+from ._session import Session
 
 POINTS_NAME = "SAM2 points"
 BOXES_NAME = "SAM2 boxes"
@@ -231,3 +235,130 @@ def _remove(source: ImageSource, where: Any, points: Any, shapes: Any, masks: An
         if where(index):
             masks.data[source.labels_plane_key(index)] = 0
             masks.refresh()
+
+
+class PromptLayers:
+    """The clicks, boxes and mask-prompt layers of the chosen image and the prompts in them not
+    yet used: what the preview, Commit, Propagate and Save read (napari layers, no Qt)."""
+
+    changed = Signal()  # prompts were added, moved or deleted
+    made = Signal(object)  # a new prompt layer (the dock binds its keys on it)
+    used = Signal()  # prompts were used up by a commit or a propagation
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.viewer = session.viewer
+        self.points: Points | None = None
+        self.boxes: Shapes | None = None
+        # The mask prompt of the current object on a plane (the segment panel's label picker).
+        self.mask_source: Callable[[PlaneIndex], np.ndarray | None] | None = None
+        session.choices.events.object_id.connect(self._on_object)
+        self.viewer.layers.events.removed.connect(self._on_removed)
+
+    def ensure(self) -> None:
+        """Make (or find) the clicks and boxes layers of the chosen image."""
+        image = self.session.image_layer
+        if image is None:
+            return
+        for name, make in (("points", ensure_points), ("boxes", ensure_boxes)):
+            old, new = getattr(self, name), make(self.viewer, image)
+            if new is old:
+                continue
+            if old is not None:
+                old.events.data.disconnect(self._emit_changed)
+            new.events.data.connect(self._emit_changed)
+            setattr(self, name, new)
+            set_object(new, None, self.session.choices.object_id)
+            self.made.emit(new)
+
+    def _emit_changed(self, *_: Any) -> None:
+        self.changed.emit()
+
+    def _on_object(self, value: int) -> None:
+        set_object(self.points, self.boxes, value)
+        self.changed.emit()
+
+    def _on_removed(self, event: Any) -> None:
+        if event.value is self.points:
+            self.points = None
+        elif event.value is self.boxes:
+            self.boxes = None
+        else:
+            return
+        self.changed.emit()
+
+    def masks_layer(self) -> Labels | None:
+        """The mask prompts layer of the image (made when a prompts file brings masks)."""
+        image = self.session.image_layer
+        return find_masks(self.viewer, image) if image is not None else None
+
+    def layers(self) -> list[Any]:
+        return [x for x in (self.points, self.boxes, self.masks_layer()) if x is not None]
+
+    def pending(self, strict: bool = False) -> dict[PlaneIndex, PlanePrompts]:
+        """Every prompt not yet used, by plane, with the mask prompt on the current plane.
+
+        strict: a mask prompt that cannot be used raises PromptProblem (else it is left out).
+        """
+        source = self.session.source
+        if source is None:
+            return {}
+        planes = read_prompts(source, self.points, self.boxes, self.masks_layer())
+        index = self.session.current_plane()
+        mask = None
+        if self.mask_source is not None:
+            try:
+                mask = self.mask_source(index)
+            except PromptProblem:
+                if strict:
+                    raise
+        if mask is not None:
+            planes[index] = planes.get(index, EMPTY).with_masks({self.session.choices.object_id: mask})
+        return planes
+
+    def on_plane(self, index: PlaneIndex, strict: bool = False) -> PlanePrompts:
+        return self.pending(strict).get(index, EMPTY)
+
+    def next_id(self, labels: Labels | None) -> int:
+        """A new object id: above every label of the output and every id the prompts name."""
+        used = [self.session.choices.object_id]
+        for layer in (self.points, self.boxes):
+            if layer is not None and len(layer.data):
+                used.append(int(object_tags(layer, len(layer.data)).max()))
+        masks = self.masks_layer()
+        if masks is not None and masks.data.size:
+            used.append(int(np.max(masks.data)))
+        first = next_label(labels) if labels is not None else 1
+        return max(first, max(used) + 1)
+
+    def clear_plane(self, index: PlaneIndex) -> None:
+        """Delete the prompts on one plane (the mask prompt is used up too)."""
+        source = self.session.source
+        if source is not None:
+            remove_on_plane(source, index, self.points, self.boxes, self.masks_layer())
+            self.used.emit()
+
+    def clear_line(self, index: PlaneIndex) -> None:
+        """Delete the prompts on every plane of the stack through `index`."""
+        source = self.session.source
+        if source is not None:
+            remove_on_line(source, index, self.points, self.boxes, self.masks_layer())
+            self.used.emit()
+
+
+def tag_new_prompts(
+    source: ImageSource, index: PlaneIndex, points: Points | None, shapes: Shapes | None,
+    obj_id: int,
+) -> None:
+    """Give the untagged (new-object) clicks and boxes on one plane the object id `obj_id`."""
+    for layer, planes in (
+        (points, lambda lay: source.plane_indices(np.asarray(lay.data))),
+        (shapes, lambda lay: [source.plane_index(np.mean(d, axis=0)) for d in lay.data]),
+    ):
+        if layer is None or not len(layer.data) or "object" not in layer.features:
+            continue
+        tags = object_tags(layer, len(layer.data)).copy()
+        mine = np.array([p == index for p in planes(layer)]) & (tags == 0)
+        if mine.any():
+            tags[mine] = obj_id
+            layer.features = layer.features.assign(object=tags)

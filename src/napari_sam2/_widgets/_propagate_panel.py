@@ -9,23 +9,34 @@ frame and keeps what was written; the whole run is one undo step of the labels l
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..engine import tracker as tracking  # imported here, not in the worker: imports hold the GIL
 from ..engine.apply_prompts import GivenMasks, add_to_tracker, is_given_mask, keep_given_masks
-from . import _notify
+from . import _bind, _notify
 from ._choice_box import choice_box
 from ._image_source import ImageSource, PlaneIndex
 from ._jobs import JobControl, JobPanel
 from ._labels import StagedWrites, matching_labels
 from ._output_panel import OutputPanel
-from ._prompt_model import ObjectPrompt, PromptProblem, assign_new_ids, check_inside
-from ._prompts import remove_on_line
+from ._plane_prompts import ObjectPrompt, PromptProblem, assign_new_ids, check_inside
+from ._prompt_layers import PromptLayers
 from ._record import Plan
-from ._segment_panel import SegmentPanel
 from ._session import Session, UserProblem
 
 FROM_ALL = "all"
@@ -39,15 +50,50 @@ SOURCES = (
 DIRECTIONS = ("both", "forward", "backward")
 
 FramePlan = list[tuple[int, int, ObjectPrompt]]  # (frame, object id, prompts)
+NO_LIMIT = -1  # the frame-range spin boxes' value for "the end of the stack"
 
 
-def frames_to_track(n_frames: int, start: int, direction: str) -> int:
-    """How many results the tracker yields ('both' visits the start frame twice)."""
+def frame_range(
+    n_frames: int, start: int, direction: str, first: int | None, last: int | None
+) -> tuple[int, int]:
+    """The frames a run may reach, (low, high) inclusive: the stack, cut to [first, last], on
+    the side(s) of `start` that `direction` goes to; raises UserProblem when `start` is outside."""
+    low = 0 if first is None else max(0, first)
+    high = n_frames - 1 if last is None else min(n_frames - 1, last)
+    if not low <= start <= high:
+        raise UserProblem(
+            f"The first prompted frame, {start}, lies outside the frame range {low}-{high}: "
+            "widen the range or prompt a frame inside it."
+        )
     if direction == "forward":
-        return n_frames - start
-    if direction == "backward":
-        return start + 1
-    return n_frames + 1
+        low = start
+    elif direction == "backward":
+        high = start
+    return low, high
+
+
+def tracker_stop(direction: str, low: int, high: int) -> int | tuple[int, int]:
+    """`StackTracker.propagate`'s stop for a frame range."""
+    return (low, high) if direction == "both" else high if direction == "forward" else low
+
+
+@dataclass
+class ObjectSpan:
+    """Where one object was found during a run: its first and last frame with a mask, the frames
+    without one, and its lowest object score there (the model's presence logit)."""
+
+    first: int | None = None
+    last: int | None = None
+    missing: int = 0
+    lowest: float = float("inf")
+
+    def add(self, frame: int, found: bool, score: float) -> None:
+        if not found:
+            self.missing += 1
+            return
+        self.first = frame if self.first is None else min(self.first, frame)
+        self.last = frame if self.last is None else max(self.last, frame)
+        self.lowest = min(self.lowest, score)
 
 
 def propagate_job(
@@ -58,12 +104,15 @@ def propagate_job(
     index: PlaneIndex,
     plan: FramePlan,
     direction: str,
+    limits: tuple[int, int],
 ) -> Iterator[Any]:
-    """Worker: prompt the tracker, then yield each frame's result as soon as it is tracked."""
+    """Worker: prompt the tracker, then yield each frame's result as soon as it is tracked;
+    progress counts distinct frames of the range (the start frame is tracked twice in 'both')."""
     tracker = tracking.StackTracker(
         model, source.stack(index), precision=precision, normalization=source.normalization()
     )
-    total = frames_to_track(source.n_frames, min(f for f, _, _ in plan), direction)
+    low, high = limits
+    total = high - low + 1
     control.report(0, total)
     given: GivenMasks = {}
     for frame, obj_id, obj in plan:
@@ -72,12 +121,17 @@ def propagate_job(
             given[(frame, obj_id)] = obj.mask
     if control.stop_requested:
         return
-    results = tracker.propagate(direction=direction)
+    start = min(f for f, _, _ in plan)
+    results = tracker.propagate(
+        direction=direction, start=start, stop=tracker_stop(direction, low, high)
+    )
+    seen: set[int] = set()
     try:
-        for done, result in enumerate(results, 1):
+        for result in results:
             keep_given_masks(result, given)
             yield result
-            control.report(done, total)
+            seen.add(int(result.frame))
+            control.report(len(seen), total)
             if control.stop_requested:
                 break
     finally:
@@ -93,39 +147,66 @@ class PropagatePanel(QWidget):
     def __init__(
         self,
         session: Session,
+        prompts: PromptLayers,
         output: OutputPanel,
-        segment: SegmentPanel,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.session = session
-        self.output = output
-        self.segment = segment
+        self.session, self.prompts, self.output = session, prompts, output
+        choices = session.choices
         self.source_combo = choice_box(SOURCES)
+        _bind.combo_data(self.source_combo, choices, "track")
         self.direction = QComboBox()
         self.direction.addItems(DIRECTIONS)
         self.direction.setToolTip(
             "both: from the first prompted plane towards both ends of the stack"
         )
+        _bind.combo_text(self.direction, choices, "direction")
+        self.first_frame, self.last_frame = _frame_box("first"), _frame_box("last")
+        _frame_link(self.first_frame, choices, "first_frame")
+        _frame_link(self.last_frame, choices, "last_frame")
+        frames = QHBoxLayout()
+        frames.addWidget(self.first_frame)
+        frames.addWidget(QLabel("to"))
+        frames.addWidget(self.last_frame)
         self.button = QPushButton("Propagate (Shift-T)")
         self.button.clicked.connect(self.propagate)
         self.job = JobPanel(unit="frames")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Object", "Found on", "Not found", "Lowest score"])
+        self.table.setToolTip(
+            "Where each object was found in the last run. The object score is the model's "
+            "presence logit: below 0 the model says the object is not on that frame."
+        )
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setVisible(False)
         form = QFormLayout()
         form.addRow("Track", self.source_combo)
         form.addRow("Direction", self.direction)
+        form.addRow("Frames", frames)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.button)
         layout.addWidget(self.job)
         layout.addWidget(self.status)
+        layout.addWidget(self.table)
         self.writes: StagedWrites | None = None
+        self.spans: dict[int, ObjectSpan] = {}
         self._plan: Plan = []
         self._from_prompts = True
         self._index: PlaneIndex = ()
-        session.source_changed.connect(self._enable)
+        session.source_changed.connect(self._on_source)
         session.model_changed.connect(self._enable)
+        self._on_source()
+
+    def _on_source(self) -> None:
+        source = self.session.source
+        last = source.n_frames - 1 if source is not None and source.is_stack else 0
+        for box in (self.first_frame, self.last_frame):
+            box.setMaximum(last)
         self._enable()
 
     def _enable(self) -> None:
@@ -133,7 +214,7 @@ class PropagatePanel(QWidget):
         if self.job.busy:
             why = "A propagation is running."
         elif self.session.model is None:
-            why = "Load a model first."
+            why = "Wait for the model to load (see 'Model')."
         elif source is None:
             why = "Choose an image first."
         elif not source.is_stack:
@@ -142,10 +223,6 @@ class PropagatePanel(QWidget):
             why = ""
         self.button.setEnabled(not why)
         self.button.setToolTip(why or "Track through the stack; frames appear as they are done.")
-
-    def set_source_choice(self, value: str) -> None:
-        """Choose what to track: FROM_ALL, FROM_PROMPTS or FROM_LABELS."""
-        self.source_combo.setCurrentIndex(self.source_combo.findData(value))
 
     # ------------------------------------------------------------------ planning
 
@@ -161,7 +238,7 @@ class PropagatePanel(QWidget):
             for plane, obj_id, obj in self.session.record.on_line(source, index):
                 plan[(obj_id, plane)] = obj
         new: dict[PlaneIndex, list[ObjectPrompt]] = {}
-        for plane, prompts in sorted(self.segment.pending(strict=True).items()):
+        for plane, prompts in sorted(self.prompts.pending(strict=True).items()):
             if not source.same_line(plane, index) or prompts.empty:
                 continue
             check_inside(prompts, source.plane_shape)
@@ -170,7 +247,7 @@ class PropagatePanel(QWidget):
                     new.setdefault(plane, []).append(obj)
                 else:
                     plan[(obj.obj_id, plane)] = obj
-        first = self.segment.next_id(layer)
+        first = self.prompts.next_id(layer)
         for plane, obj_id, obj in assign_new_ids(new, first, across_planes=True):
             plan[(obj_id, plane)] = obj
         if not plan:
@@ -201,39 +278,47 @@ class PropagatePanel(QWidget):
         if self.job.busy:
             _notify.info("A propagation is already running: cancel it or wait for it to finish.")
             return
+        choices = self.session.choices
         try:
             model = self.session.require_model()
             source = self.session.require_source()
             if not source.is_stack:
                 raise UserProblem(
                     "Propagation needs a stack: this image has no stack axis. Choose one under "
-                    "'Image' "
-                    "(3-D or 4-D images), or segment this plane with Commit."
+                    "'Image' (3-D or 4-D images), or segment this plane with Commit."
                 )
             index = self.session.current_plane()
-            choice = self.source_combo.currentData()
             layer = self.output.layer()
             if layer is not None and not matching_labels(source, layer):
                 raise UserProblem(
                     f"The labels layer '{layer.name}' does not match the image's shape."
                 )
-            if choice == FROM_LABELS:
+            if choices.track == FROM_LABELS:
                 if layer is None:
                     raise UserProblem(
                         "No output labels layer yet: commit objects on this plane first."
                     )
                 plan = self._mask_plan(source, index, layer)
             else:
-                plan = self._prompt_plan(source, index, layer, committed=choice == FROM_ALL)
+                plan = self._prompt_plan(source, index, layer, committed=choices.track == FROM_ALL)
+            frame_plan = [(source.frame_of(plane), obj_id, obj) for plane, obj_id, obj in plan]
+            limits = frame_range(
+                source.n_frames, min(f for f, _, _ in frame_plan), choices.direction,
+                choices.first_frame, choices.last_frame,
+            )
         except (UserProblem, PromptProblem) as problem:
             _notify.error(str(problem))
             return
         layer = self.output.target()
-        self.writes = StagedWrites(layer, source, overwrite=self.output.overwrite.isChecked())
+        self.writes = StagedWrites(layer, source, overwrite=choices.overwrite)
         self._plan, self._index, self._source = plan, index, source
-        self._from_prompts = choice != FROM_LABELS
+        self._from_prompts = choices.track != FROM_LABELS
         ids = sorted({i for _, i, _ in plan})
-        self.status.setText(f"Tracking object(s) {', '.join(map(str, ids))}…")
+        self.spans = {i: ObjectSpan() for i in ids}
+        self.table.setVisible(False)
+        self.status.setText(
+            f"Tracking object(s) {', '.join(map(str, ids))} on frames {limits[0]}-{limits[1]}…"
+        )
         self.job.start(
             "Propagating",
             propagate_job,
@@ -241,8 +326,9 @@ class PropagatePanel(QWidget):
             self.session.precision,
             source,
             index,
-            [(source.frame_of(plane), obj_id, obj) for plane, obj_id, obj in plan],
-            self.direction.currentText(),
+            frame_plan,
+            choices.direction,
+            limits,
             on_yield=self._write,
             on_finish=self._finished,
         )
@@ -251,10 +337,14 @@ class PropagatePanel(QWidget):
     def _write(self, result: Any) -> None:
         if self.writes is None:
             return
-        index = self._source.with_frame(self._index, int(result.frame))
-        self.writes.write(
-            index, [int(i) for i in result.obj_ids], np.asarray(result.masks, dtype=bool)
-        )
+        frame = int(result.frame)
+        masks = np.asarray(result.masks, dtype=bool)
+        ids = [int(i) for i in result.obj_ids]
+        present = np.asarray(getattr(result, "present", np.ones(len(ids))), dtype=float)
+        for k, obj_id in enumerate(ids):
+            found = bool(masks[k].any()) and present[k] > 0
+            self.spans.setdefault(obj_id, ObjectSpan()).add(frame, found, float(present[k]))
+        self.writes.write(self._source.with_frame(self._index, frame), ids, masks)
 
     def _finished(self, outcome: str) -> None:
         writes, self.writes = self.writes, None
@@ -268,17 +358,57 @@ class PropagatePanel(QWidget):
                 f"Cancelled after {done} frame(s); they are kept (Ctrl-Z removes them)."
             )
         else:
-            self.status.setText(f"Propagated through {done} frame(s). Ctrl-Z undoes the whole run.")
+            self.status.setText(
+                f"Propagated through {done} frame(s). {self._ends()} Ctrl-Z undoes the whole run."
+            )
             if done:
                 record = self.session.record
                 record.put(self._plan)
-                record.propagated, record.direction = True, self.direction.currentText()
-                segment = self.segment
+                record.propagated = True
+                record.direction = self.session.choices.direction
                 if self._from_prompts:  # the prompts are used up; after Cancel they stay
-                    remove_on_line(
-                        self._source, self._index, segment.points, segment.boxes,
-                        segment.masks_layer(),
-                    )
-                    if any(obj.mask is not None for _, _, obj in self._plan):
-                        segment.picker.enabled.setChecked(False)
+                    self.prompts.clear_line(self._index)
+        self._show_spans()
         self._enable()
+
+    def _ends(self) -> str:
+        """'Object 3 ends at frame 17.' for each object found on fewer frames than tracked."""
+        ended = [
+            f"object {i}: frames {s.first}-{s.last}"
+            for i, s in sorted(self.spans.items())
+            if s.missing and s.first is not None
+        ]
+        lost = [str(i) for i, s in sorted(self.spans.items()) if s.first is None]
+        text = ("Found on fewer frames: " + "; ".join(ended) + ".") if ended else ""
+        if lost:
+            text += f" Not found on any frame: object {', '.join(lost)}."
+        return text.strip()
+
+    def _show_spans(self) -> None:
+        self.table.setRowCount(len(self.spans))
+        for row, (obj_id, span) in enumerate(sorted(self.spans.items())):
+            found = "none" if span.first is None else f"frames {span.first}-{span.last}"
+            lowest = "" if span.first is None else f"{span.lowest:.1f}"
+            for col, text in enumerate((str(obj_id), found, str(span.missing), lowest)):
+                self.table.setItem(row, col, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+        self.table.setVisible(bool(self.spans))
+
+
+def _frame_box(end: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(NO_LIMIT, 0)
+    box.setSpecialValueText(end)
+    box.setToolTip(
+        f"The {end} frame a propagation may reach ('{end}': the {end} of the stack); objects are "
+        "not tracked beyond it."
+    )
+    return box
+
+
+def _frame_link(box: QSpinBox, choices: Any, name: str) -> None:
+    """The spin box <-> choices.<name> (NO_LIMIT <-> None)."""
+    box.valueChanged.connect(lambda v: setattr(choices, name, None if v == NO_LIMIT else int(v)))
+    getattr(choices.events, name).connect(
+        lambda v: box.setValue(NO_LIMIT if v is None else int(v))
+    )

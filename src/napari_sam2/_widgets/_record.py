@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._image_source import ImageSource, PlaneIndex
-from ._prompt_model import ObjectPrompt
+from ._plane_prompts import ObjectPrompt
 
 Plan = list[tuple[PlaneIndex, int, ObjectPrompt]]  # (plane, object id, its prompts there)
 

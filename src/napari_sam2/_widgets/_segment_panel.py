@@ -1,19 +1,12 @@
-"""Interactive segmentation: clicks and boxes give a live preview of the object; Commit labels it.
-
-The embedding of the current plane is computed in a worker whenever the plane changes and kept in
-the session's cache; decoding a preview also runs in a worker (the worker functions and the
-preview layer are in `_preview`). A result that arrives after the plane, the image, the model or
-the prompts changed is dropped, and the preview recomputed.
-"""
+"""Segment section (layout and actions): clicks and boxes give a live preview of the object, N
+shows the next candidate mask, Commit labels it. The preview's state machine is `PreviewLoop`;
+the prompts are the session's `PromptLayers`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from napari.layers import Labels
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -25,102 +18,96 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.predictor import ImageEmbedding, ImagePredictor
-from . import _notify
-from ._image_source import PlaneIndex
-from ._jobs import run_short
-from ._labels import commit_masks, matching_labels, next_label
+from . import _bind, _notify
+from ._labels import commit_masks, matching_labels
 from ._mask_prompt import MAX_LABEL, MaskPromptPicker
 from ._output_panel import OutputPanel
-from ._preview import (
-    Preview,
-    clear_preview,
-    decode_objects,
-    embed_plane,
-    ensure_preview,
-    show_masks,
-)
-from ._prompt_model import EMPTY, ObjectPrompt, PlanePrompts, PromptProblem, check_inside
-from ._prompts import (
-    ensure_boxes,
-    ensure_points,
-    find_masks,
+from ._plane_prompts import NEW, PromptProblem, check_inside
+from ._preview import Preview, ensure_preview
+from ._preview_loop import PreviewLoop
+from ._prompt_layers import (
+    PromptLayers,
     next_click_positive,
     object_tags,
-    read_prompts,
-    remove_on_plane,
-    set_object,
+    tag_new_prompts,
     toggle_positive,
 )
 from ._session import Session, UserProblem
 
-DEBOUNCE_MS = 40
-
 
 class SegmentPanel(QWidget):
-    """Prompt layers, live preview, commit / clear / undo."""
+    """Object choice, zoom, mask prompt, sign / candidate / commit / clear / undo / redo."""
 
     def __init__(
-        self, session: Session, output: OutputPanel, parent: QWidget | None = None
+        self,
+        session: Session,
+        prompts: PromptLayers,
+        output: OutputPanel,
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.session = session
-        self.output = output
+        self.session, self.prompts, self.output = session, prompts, output
         self.viewer = session.viewer
-        self.points: Any = None
-        self.boxes: Any = None
-        self.preview: Preview | None = None
-        self.embedder: ImagePredictor | None = None
-        self.decoder: ImagePredictor | None = None
-        self._embedding_key: tuple | None = None
-        self._failed: set[tuple] = set()
-        self._decoding = False
-        self._decode_again = False
-        self._commit_waiting = False
-        self._last_problem = ""
-        self.on_prompt_layer: Callable[[Any], None] | None = None  # e.g. to bind shortcuts on it
+        self.loop = PreviewLoop(session, prompts, self)
 
         self.sign_button = QPushButton()
         self.sign_button.setToolTip(
             "Sign of the next click; in select mode, flips the selected clicks (T)."
         )
         self.sign_button.clicked.connect(self.toggle_positive)
+        self.candidate_button = QPushButton("Next candidate (N)")
+        self.candidate_button.setToolTip(
+            "A single click is ambiguous: SAM 2 proposes three masks (e.g. nucleus, cell, "
+            "clump). Show the next one; Commit writes the one shown."
+        )
+        self.candidate_button.clicked.connect(self.next_candidate)
         self.commit_button = QPushButton("Commit (C)")
-        self.commit_button.setToolTip("Write the preview into the output labels as a new object.")
         self.commit_button.clicked.connect(self.commit)
         self.clear_button = QPushButton("Clear prompts (Shift-C)")
         self.clear_button.clicked.connect(self.clear_prompts)
         self.undo_button = QPushButton("Undo (Ctrl-Z)")
         self.undo_button.setToolTip(
-            "Undo the last change of the output labels (commit, propagation or painting)."
+            "Undo the last change of the output labels (a commit, a whole propagation, painting)."
         )
         self.undo_button.clicked.connect(self.undo)
+        self.redo_button = QPushButton("Redo (Ctrl-Shift-Z)")
+        self.redo_button.setToolTip("Redo what Undo took back from the output labels.")
+        self.redo_button.clicked.connect(self.redo)
         self.object_id = QSpinBox()
         self.object_id.setRange(0, MAX_LABEL)
         self.object_id.setSpecialValueText("new")
         self.object_id.setToolTip(
             "The object that new clicks, boxes and the mask prompt belong to: 'new' gives the "
             "next free id on Commit; an id adds prompts to that object (Commit replaces its "
-            "label on this plane, Propagate tracks it with all its prompts)."
+            "label on this plane, Propagate tracks it with all its prompts). A click on another "
+            "slice outside the new object's mask starts another new object."
         )
-        self.object_id.valueChanged.connect(self._on_object)
+        _bind.spin(self.object_id, session.choices, "object_id")
+        self.object_info = QLabel()
+        self.object_info.setWordWrap(True)
+        self.object_info.setStyleSheet("color: gray;")
         self.zoom = QCheckBox("Zoom in on small objects")
         self.zoom.setToolTip(
             "Segment each object on an enlarged crop around it (embedded on the fly) and paste "
             "the mask back: finer masks for objects small in the image, slower per preview."
         )
-        self.zoom.toggled.connect(self._on_zoom)
+        _bind.check(self.zoom, session.choices, "zoom")
         self.picker = MaskPromptPicker(session)
-        self.picker.changed.connect(self.schedule)
+        self.picker.changed.connect(self.loop.schedule)
+        prompts.mask_source = self.picker.mask_on
+        prompts.used.connect(lambda: self.picker.enabled.setChecked(False))
         self.status = QLabel()
         self.status.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Object", self.object_id)
+        form.addRow("", self.object_info)
         grid = QGridLayout()
         grid.addWidget(self.sign_button, 0, 0)
-        grid.addWidget(self.commit_button, 0, 1)
-        grid.addWidget(self.clear_button, 1, 0)
-        grid.addWidget(self.undo_button, 1, 1)
+        grid.addWidget(self.candidate_button, 0, 1)
+        grid.addWidget(self.commit_button, 1, 0)
+        grid.addWidget(self.clear_button, 1, 1)
+        grid.addWidget(self.undo_button, 2, 0)
+        grid.addWidget(self.redo_button, 2, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.zoom)
@@ -128,295 +115,145 @@ class SegmentPanel(QWidget):
         layout.addLayout(grid)
         layout.addWidget(self.status)
 
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.update_preview)
+        self.loop.status.connect(self.status.setText)
+        self.loop.shown.connect(self._on_shown)
+        self._masks_by_plane: dict[Any, np.ndarray] = {}  # the new object's last mask per plane
+        prompts.made.connect(self._watch_layer)
+        prompts.changed.connect(self._show_object)
         session.source_changed.connect(self._on_source)
-        session.model_changed.connect(self._on_model)
-        self.viewer.dims.events.current_step.connect(self.schedule)
-        self.viewer.layers.events.removed.connect(self._on_removed)
+        session.model_changed.connect(self._enable)
         self._on_source()
-        self._on_model()
 
     # ------------------------------------------------------------------ wiring
 
-    def _on_model(self) -> None:
-        model = self.session.model
-        self._failed.clear()
-        if model is None:
-            self.embedder = self.decoder = None
-        else:
-            self.embedder = ImagePredictor(model, precision=self.session.precision)
-            self.decoder = ImagePredictor(model, precision=self.session.precision)
-        self._enable()
-        self.schedule()
-
     def _on_source(self) -> None:
-        self._failed.clear()
-        self._show_preview(None)
-        layer = self.session.image_layer
-        if layer is not None and self.session.source is not None:
+        self._masks_by_plane.clear()
+        if self.session.image_layer is not None and self.session.source is not None:
             self.ensure_prompt_layers()
         self._enable()
-        self.schedule()
+        self._show_sign()
+        self._show_object()
 
     def ensure_prompt_layers(self) -> None:
-        """Make (or find) the clicks and boxes layers of the current image; clicks become active."""
-        image = self.session.image_layer
-        if image is None:
-            return
-        for name in ("points", "boxes"):
-            old = getattr(self, name)
-            new = (ensure_points if name == "points" else ensure_boxes)(self.viewer, image)
-            if new is not old:
-                if old is not None:
-                    old.events.data.disconnect(self.schedule)
-                new.events.data.connect(self.schedule)
-                setattr(self, name, new)
-                set_object(new, None, self.object_id.value())
-                if self.on_prompt_layer is not None:
-                    self.on_prompt_layer(new)
-        self.ensure_preview_layer()
-        self.viewer.layers.selection.active = self.points
+        """Make (or find) the prompt and preview layers of the image; clicks become active."""
+        self.prompts.ensure()
+        ensure_preview(self.viewer, self.session.image_layer, self.session.source)
+        if self.prompts.points is not None:
+            self.viewer.layers.selection.active = self.prompts.points
         self._show_sign()
 
-    def _on_removed(self, event: Any) -> None:
-        layer = event.value
-        if layer is self.points:
-            self.points = None
-        elif layer is self.boxes:
-            self.boxes = None
-        self.schedule()
+    def _watch_layer(self, layer: Any) -> None:
+        if layer is self.prompts.points:
+            layer.events.data.connect(self._on_points_data)
 
     def _enable(self) -> None:
         ready = self.session.model is not None and self.session.source is not None
-        why = "" if ready else "Load a model and choose an image first."
-        for button in (self.commit_button,):
-            button.setEnabled(ready)
-            button.setToolTip(why or "Write the preview into the output labels as a new object.")
+        self.commit_button.setEnabled(ready)
+        self.commit_button.setToolTip(
+            "Write the preview into the output labels as a new object."
+            if ready
+            else "Wait for the model to load and choose an image first."
+        )
 
     def _show_sign(self) -> None:
-        positive = next_click_positive(self.points)
+        positive = next_click_positive(self.prompts.points)
         self.sign_button.setText("Next click: " + ("positive (T)" if positive else "negative (T)"))
 
-    def schedule(self, *_: Any) -> None:
-        """Recompute the preview soon (many events arrive together while dragging)."""
-        self._timer.start()
-
-    def _on_zoom(self, _: bool) -> None:
-        self.preview = None  # same prompts, other masks: decode again
-        self.schedule()
-
-    def _on_object(self, value: int) -> None:
-        set_object(self.points, self.boxes, value)
-        self.schedule()
-
-    # ------------------------------------------------------------------ prompts
-
-    def masks_layer(self) -> Labels | None:
-        """The mask prompts layer of the image (made when a prompts file brings masks)."""
-        image = self.session.image_layer
-        return find_masks(self.viewer, image) if image is not None else None
-
-    def pending(self, strict: bool = False) -> dict[PlaneIndex, PlanePrompts]:
-        """Every prompt not yet committed, by plane, with the mask prompt on the current plane.
-
-        strict: a mask prompt that cannot be used raises PromptProblem (else it is left out).
-        """
-        source = self.session.source
-        if source is None:
-            return {}
-        planes = read_prompts(source, self.points, self.boxes, self.masks_layer())
-        index = self.session.current_plane()
-        try:
-            mask = self.picker.mask_on(index)
-        except PromptProblem:
-            if strict:
-                raise
-            mask = None
-        if mask is not None:
-            planes[index] = planes.get(index, EMPTY).with_masks({self.object_id.value(): mask})
-        return planes
-
-    def prompts_on(self, index: PlaneIndex, strict: bool = False) -> PlanePrompts:
-        return self.pending(strict).get(index, EMPTY)
-
-    def next_id(self, layer: Labels | None) -> int:
-        """A new object id: above every label of the output and every id the prompts name."""
-        used = [self.object_id.value()]
-        for prompts in (self.points, self.boxes):
-            if prompts is not None and len(prompts.data):
-                used.append(int(object_tags(prompts, len(prompts.data)).max()))
-        masks = self.masks_layer()
-        if masks is not None and masks.data.size:
-            used.append(int(np.max(masks.data)))
-        first = next_label(layer) if layer is not None else 1
-        return max(first, max(used) + 1)
-
-    def toggle_positive(self) -> None:
-        if self.points is None:
-            self.ensure_prompt_layers()
-        if self.points is None:
-            _notify.error("Choose an image first: the clicks layer belongs to it.")
+    def _on_shown(self, preview: Preview | None) -> None:
+        if preview is None:
             return
-        message = toggle_positive(self.points)
-        self._show_sign()
-        self.viewer.status = f"SAM 2: {message}"
-        self.schedule()
+        for obj, mask in zip(preview.objects, preview.shown_masks(), strict=True):
+            if obj.obj_id is None:
+                self._masks_by_plane[preview.index] = mask
+        more = " N shows the next candidate." if preview.candidates() > 1 else ""
+        self.status.setText(
+            f"Preview of {len(preview.masks)} object(s): {preview.describe()}.{more} "
+            "Commit with C."
+        )
 
-    def clear_prompts(self) -> None:
-        source, index = self.session.source, self.session.current_plane()
-        if source is None or index is None:
+    # ------------------------------------------------------------------ objects
+
+    def _on_points_data(self, event: Any) -> None:
+        """The rule for a new click on another slice: it joins the new object when it falls in
+        that object's mask on a slice already prompted, else the new object's earlier prompts
+        get their own id and this click starts another object."""
+        if str(getattr(event, "action", "")) != "added":
             return
-        remove_on_plane(source, index, self.points, self.boxes, self.masks_layer())
-        self.picker.enabled.setChecked(False)
-        self._show_preview(None)
-        self.schedule()
-
-    # ------------------------------------------------------------------ preview
-
-    def update_preview(self) -> None:
-        """Bring the preview up to date: embed the plane if needed, then decode the prompts."""
-        source, model = self.session.source, self.session.model
-        if source is None or model is None:
-            self._show_preview(None)
-            self._commit_waiting = False
-            self.status.setText(
-                "Load a model and choose an image to start."
-                if model is None
-                else "Choose an image."
+        source, points = self.session.source, self.prompts.points
+        if source is None or points is None or not len(points.data):
+            return
+        tags = object_tags(points, len(points.data))
+        index = source.plane_indices(np.asarray(points.data)[-1:])[0]
+        if tags[-1] != NEW:
+            return
+        others = {
+            plane: prompts
+            for plane, prompts in self.prompts.pending().items()
+            if plane != index and source.same_line(plane, index) and _has_new(prompts)
+        }
+        if not others:
+            return
+        row, col = (round(float(v)) for v in np.asarray(points.data)[-1][-2:])
+        inside = any(
+            0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and mask[row, col]
+            for plane, mask in self._masks_by_plane.items()
+            if plane in others
+        )
+        if inside:
+            self.object_info.setText(
+                "This click falls in the new object's mask on another slice: it is the same "
+                "object."
             )
             return
+        obj_id = self.prompts.next_id(self.output.layer())
+        for plane in others:
+            tag_new_prompts(source, plane, points, self.prompts.boxes, obj_id)
+        planes = ", ".join(str(source.frame_of(p)) for p in sorted(others))
+        self.object_info.setText(
+            f"The new prompts on slice(s) {planes} are object {obj_id}; this click lies outside "
+            "its mask, so it starts another new object."
+        )
+
+    def _show_object(self, *_: Any) -> None:
+        obj_id = self.session.choices.object_id
+        if obj_id != NEW:
+            self.object_info.setText(f"New clicks and boxes go to object {obj_id}.")
+        elif not self.object_info.text().startswith(("The new prompts", "This click")):
+            self.object_info.setText("New clicks and boxes make a new object.")
+
+    # ------------------------------------------------------------------ actions
+
+    def toggle_positive(self) -> None:
+        if self.prompts.points is None:
+            self.ensure_prompt_layers()
+        if self.prompts.points is None:
+            _notify.error("Choose an image first: the clicks layer belongs to it.")
+            return
+        message = toggle_positive(self.prompts.points)
+        self._show_sign()
+        self.viewer.status = f"SAM 2: {message}"
+        self.loop.schedule()
+
+    def next_candidate(self) -> None:
+        """Show the next candidate mask of a single-click preview."""
+        preview = self.loop.preview
+        if preview is None or not preview.cycle():
+            self.status.setText(
+                "Only a single click has several candidate masks; this preview has one."
+                if preview is not None
+                else "No preview to choose from: click on an object first."
+            )
+            return
+        self.loop.show(preview)
+
+    def clear_prompts(self) -> None:
         index = self.session.current_plane()
-        key = self.session.embedding_key(index)
-        if self.preview is not None and self.preview.index != index:
-            self._show_preview(None)
-        embedding = self.session.cache.get(key)
-        if embedding is None:
-            if key in self._failed:
-                self.status.setText("This plane could not be embedded (see the notification).")
-            else:
-                self._request_embedding(key, index)
+        if self.session.source is None or index is None:
             return
-        try:
-            prompts = self.prompts_on(index, strict=True)
-            if prompts.empty:
-                self._show_preview(None)
-                self._commit_waiting = False
-                self.status.setText(
-                    "Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes)."
-                )
-                return
-            check_inside(prompts, source.plane_shape)
-            objects = prompts.objects()
-        except PromptProblem as problem:
-            self._show_preview(None)
-            self._commit_waiting = False
-            self._problem(str(problem))
-            return
-        self._last_problem = ""
-        current = self.preview
-        if (
-            current is not None
-            and current.index == index
-            and current.signature == prompts.signature()
-        ):
-            if self._commit_waiting:
-                self._write(current)
-            return
-        self._request_decode(embedding, index, prompts, objects)
-
-    def _problem(self, message: str) -> None:
-        self.status.setText(message)
-        if message != self._last_problem:
-            _notify.error(message)
-            self._last_problem = message
-
-    def _request_embedding(self, key: tuple, index: PlaneIndex) -> None:
-        if self._embedding_key is not None:
-            return  # when it finishes, update_preview asks for the plane shown then
-        self._embedding_key = key
-        where = f"plane {', '.join(map(str, index))}" if index else "the image"
-        self.status.setText(f"Computing the image embedding of {where}…")
-        run_short(
-            "Computing the image embedding",
-            embed_plane,
-            self.embedder,
-            self.session.source,
-            index,
-            on_return=lambda embedding: self.session.cache.put(key, embedding),
-            on_finish=self._embedded,
-        )
-
-    def _embedded(self) -> None:
-        key, self._embedding_key = self._embedding_key, None
-        if key is not None and key not in self.session.cache:
-            self._failed.add(key)
-        self.update_preview()
-
-    def _request_decode(
-        self,
-        embedding: ImageEmbedding,
-        index: PlaneIndex,
-        prompts: PlanePrompts,
-        objects: list[ObjectPrompt],
-    ) -> None:
-        if self._decoding:
-            self._decode_again = True
-            return
-        self._decoding = True
-        signature = prompts.signature()
-        key = self.session.embedding_key(index)
-        run_short(
-            "Segmenting",
-            decode_objects,
-            self.decoder,
-            embedding,
-            objects,
-            (self.session.source, index) if self.zoom.isChecked() else None,
-            on_return=lambda result: self._decoded(key, signature, objects, *result),
-            on_finish=self._decode_finished,
-        )
-
-    def _decoded(
-        self, key: tuple, signature: bytes, objects: list[ObjectPrompt], masks: list, scores: list
-    ) -> None:
-        index = key[-1]
-        if (
-            self.session.source is None
-            or key != self.session.embedding_key(self.session.current_plane())
-            or signature != self.prompts_on(index).signature()
-        ):
-            self._decode_again = True  # stale: the plane, image, model or prompts changed meanwhile
-            return
-        self._show_preview(Preview(index, signature, masks, scores, objects))
-        quality = ", ".join(f"{s:.2f}" for s in scores)
-        self.status.setText(
-            f"Preview: {len(masks)} object(s), predicted IoU {quality}. Commit with C."
-        )
-        if self._commit_waiting:
-            self._write(self.preview)
-
-    def _decode_finished(self) -> None:
-        self._decoding = False
-        if self._decode_again:
-            self._decode_again = False
-            self.update_preview()
-        elif self._commit_waiting and self.preview is None:
-            self._commit_waiting = False  # the decoder failed: its error was shown
-
-    def _show_preview(self, preview: Preview | None) -> None:
-        self.preview = preview
-        if preview is None:
-            clear_preview(self.viewer)
-        else:
-            show_masks(self.viewer, self.session.image_layer, self.session.source, preview.masks)
-
-    def ensure_preview_layer(self) -> Labels:
-        return ensure_preview(self.viewer, self.session.image_layer, self.session.source)
-
-    # ------------------------------------------------------------------ commit and undo
+        self.prompts.clear_plane(index)
+        self._masks_by_plane.pop(index, None)
+        self.loop.show(None)
+        self.loop.schedule()
 
     def commit(self) -> None:
         """Label the previewed object(s) with new ids; waits for a preview being computed."""
@@ -424,12 +261,12 @@ class SegmentPanel(QWidget):
             source = self.session.require_source()
             self.session.require_model()
             index = self.session.current_plane()
-            prompts = self.prompts_on(index, strict=True)
+            prompts = self.prompts.on_plane(index, strict=True)
             if prompts.empty:
                 raise UserProblem(
                     "No prompts on this slice: click on the object (layer 'SAM2 points'; "
-                    "T switches "
-                    "positive/negative) or draw a box (layer 'SAM2 boxes'), then commit."
+                    "T switches positive/negative) or draw a box (layer 'SAM2 boxes'), then "
+                    "commit."
                 )
             check_inside(prompts, source.plane_shape)
             prompts.objects()
@@ -442,31 +279,16 @@ class SegmentPanel(QWidget):
         except (UserProblem, PromptProblem) as problem:
             _notify.error(str(problem))
             return
-        current = self.preview
-        if (
-            current is not None
-            and current.index == index
-            and current.signature == prompts.signature()
-        ):
-            self._write(current)
-        else:
-            self._commit_waiting = True
-            self.status.setText("Commit waits for the preview…")
-            self.update_preview()
+        self.loop.when_ready(self._write)
 
     def _write(self, preview: Preview) -> None:
-        self._commit_waiting = False
         source = self.session.source
         layer = self.output.target()
-        new_ids = iter(range(self.next_id(layer), MAX_LABEL))
+        new_ids = iter(range(self.prompts.next_id(layer), MAX_LABEL))
         wanted = [o.obj_id if o.obj_id is not None else next(new_ids) for o in preview.objects]
         ids = commit_masks(
-            layer,
-            source,
-            preview.index,
-            preview.masks,
-            wanted,
-            self.output.overwrite.isChecked(),
+            layer, source, preview.index, preview.shown_masks(), wanted,
+            self.session.choices.overwrite,
         )
         if not ids:
             _notify.warning(
@@ -477,12 +299,13 @@ class SegmentPanel(QWidget):
         self.session.record.put(
             [(preview.index, i, o) for i, o in zip(wanted, preview.objects) if i in ids]
         )
-        remove_on_plane(source, preview.index, self.points, self.boxes, self.masks_layer())
-        if any(o.mask is not None for o in preview.objects):
-            self.picker.enabled.setChecked(False)  # used up, like the clicks
-        self._show_preview(None)
+        self.prompts.clear_plane(preview.index)
+        self._masks_by_plane.pop(preview.index, None)
+        self.loop.show(None)
         names = ", ".join(str(i) for i in ids)
         self.status.setText(f"Committed object {names} to '{layer.name}'. Ctrl-Z undoes it.")
+        self.object_info.setText("")
+        self._show_object()
         self.viewer.status = f"SAM 2: committed object {names}"
 
     def undo(self) -> None:
@@ -491,3 +314,19 @@ class SegmentPanel(QWidget):
             _notify.error("Nothing to undo: no output labels layer has been written yet.")
             return
         layer.undo()
+
+    def redo(self) -> None:
+        layer = self.output.layer()
+        if layer is None:
+            _notify.error("Nothing to redo: no output labels layer has been written yet.")
+            return
+        layer.redo()
+
+
+def _has_new(prompts: Any) -> bool:
+    """One new (untagged) object on a plane: the new object that a click elsewhere may join.
+    Several new objects on a plane (boxes) are left as they are: Propagate explains."""
+    try:
+        return sum(obj.obj_id is None for obj in prompts.objects()) == 1
+    except PromptProblem:
+        return False

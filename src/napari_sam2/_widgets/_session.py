@@ -1,11 +1,18 @@
-"""State shared by the sections of the SAM 2 widget of one viewer: model, image, embeddings."""
+"""State shared by the sections of the SAM 2 dock of one viewer (no Qt): the user's choices, the
+model, the image, the embeddings and the record of the objects written so far.
+
+Panels show `Choices` in their controls and write changes back to it; they never read or write
+another panel's controls. A prompts file, a script or a test sets a choice here and every panel
+follows.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from psygnal import Signal
+from psygnal import Signal, evented
 
 from ._embedding_cache import EmbeddingCache
 from ._image_source import ImageSource, PlaneIndex
@@ -16,29 +23,54 @@ if TYPE_CHECKING:
 
     from ..modeling.sam2 import SAM2Model
 
+NEW_OBJECT = 0  # the object choice that means "the next free id"
+
+
+@evented
+@dataclass
+class Choices:
+    """What the user chose in the dock; `choices.events.<name>` fires when one changes."""
+
+    model: str = ""  # a preset, "test" or "file"
+    checkpoint: str = ""  # the .pt file when model == "file"
+    device: str = "auto"
+    precision: str = "auto"
+    channel_axis: int | None = None  # image axes, as dims of the chosen Image layer
+    channels: str = ""  # "2,0,1": the channels used as R, G, B ('' = default)
+    stack_axis: int | None = None
+    normalization: str = "percentiles"
+    overwrite: bool = False  # results replace labels under them
+    object_id: int = NEW_OBJECT  # the object new clicks and boxes belong to
+    zoom: bool = False  # segment small objects on an enlarged crop
+    track: str = "all"  # what Propagate tracks: "all", "prompts" or "labels"
+    direction: str = "both"
+    first_frame: int | None = None  # the frame range Propagate may reach (None: the stack's end)
+    last_frame: int | None = None
+
 
 class UserProblem(Exception):
     """Something the user must do before an action can run; the message says what."""
 
 
 class Session:
-    """The loaded model, the chosen image (as an ImageSource), the embedding cache, and the
-    record of the objects written so far (for prompts files)."""
+    """The choices, the loaded model, the chosen image (as an ImageSource), the embedding cache,
+    and the record of the objects written so far (for prompts files)."""
 
     model_changed = Signal()
     source_changed = Signal()
 
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
+        self.choices = Choices()
         self.model: SAM2Model | None = None
         self.model_name = ""
         self.model_spec: dict[str, Any] = {}  # how to load the model again: name, checkpoint
-        self.precision = "auto"
         self.image_layer: Image | None = None
         self.source: ImageSource | None = None
         self.cache = EmbeddingCache()
         self.record = ObjectRecord()
         self._model_token = 0
+        self.choices.events.precision.connect(self._on_precision)
 
     # ------------------------------------------------------------------ model
 
@@ -50,21 +82,25 @@ class Session:
         if spec is None and model is not None:
             spec = {"name": model.config.name, "checkpoint": None}
         self.model_spec = dict(spec or {})
+        self._model_changed()
+
+    @property
+    def precision(self) -> str:
+        return self.choices.precision
+
+    def _on_precision(self, *_: Any) -> None:
+        self._model_changed()
+
+    def _model_changed(self) -> None:
         self._model_token += 1
         self.cache.clear()
         self.model_changed.emit()
 
-    def set_precision(self, precision: str) -> None:
-        if precision != self.precision:
-            self.precision = precision
-            self._model_token += 1
-            self.cache.clear()
-            self.model_changed.emit()
-
     def require_model(self) -> SAM2Model:
         if self.model is None:
             raise UserProblem(
-                "No model is loaded: choose one under 'Model' and press 'Load model'."
+                "No model is loaded yet: it loads when the dock opens (see 'Model'); wait for "
+                "it, or choose another model and press 'Load model'."
             )
         return self.model
 

@@ -20,7 +20,7 @@ import torch
 from ..engine.mask_tools import mask_to_rle_pytorch
 from ..prompt_file import ObjectPrompts, Prompt, PromptSession
 from ._image_source import ImageSource, PlaneIndex
-from ._prompt_model import ObjectPrompt, PromptProblem
+from ._plane_prompts import ObjectPrompt, PromptProblem
 
 Objects = dict[int, dict[PlaneIndex, ObjectPrompt]]  # object id -> plane -> its prompts
 

@@ -29,12 +29,11 @@ from qtpy.QtWidgets import (
 from ..modeling.config import get_config
 from ..prompt_file import PromptSession, PromptsFileError
 from . import _notify
-from ._model_panel import FILE_CHOICE, TEST_CHOICE, TEST_PRESET, ModelPanel
+from ._model_panel import FILE_CHOICE, TEST_CHOICE, TEST_PRESET
 from ._output_panel import OutputPanel
-from ._prompt_model import ObjectPrompt, PromptProblem, assign_new_ids, check_inside
-from ._prompts import ROLE, ensure_masks
-from ._propagate_panel import FROM_ALL, PropagatePanel
-from ._segment_panel import SegmentPanel
+from ._plane_prompts import ObjectPrompt, PromptProblem, assign_new_ids, check_inside
+from ._prompt_layers import ROLE, PromptLayers, ensure_masks
+from ._propagate_panel import FROM_ALL
 from ._session import Session, UserProblem
 from ._session_file import ImageInfo, Objects, build_session, layout_session
 
@@ -48,15 +47,12 @@ class SessionPanel(QWidget):
     def __init__(
         self,
         session: Session,
-        model: ModelPanel,
+        prompts: PromptLayers,
         output: OutputPanel,
-        segment: SegmentPanel,
-        propagate: PropagatePanel,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.session, self.model, self.output = session, model, output
-        self.segment, self.propagate = segment, propagate
+        self.session, self.prompts, self.output = session, prompts, output
         self.save_button = QPushButton("Save prompts…")
         self.save_button.setToolTip(
             "Write the objects of this stack and their prompts, the model, the axes and the "
@@ -120,7 +116,7 @@ class SessionPanel(QWidget):
         )
         objects: Objects = {i: dict(planes) for i, planes in record.prompts.items()}
         new: dict[Any, list[ObjectPrompt]] = {}
-        for plane, prompts in self.segment.pending(strict=True).items():
+        for plane, prompts in self.prompts.pending(strict=True).items():
             if prompts.empty:
                 continue
             check_inside(prompts, source.plane_shape)
@@ -129,7 +125,7 @@ class SessionPanel(QWidget):
                     new.setdefault(plane, []).append(obj)
                 else:
                     objects.setdefault(obj.obj_id, {})[plane] = obj
-        first = self.segment.next_id(labels)
+        first = self.prompts.next_id(labels)
         for plane, obj_id, obj in assign_new_ids(new, first, across_planes=mode == "propagate"):
             objects.setdefault(obj_id, {})[plane] = obj
         if not objects:
@@ -140,7 +136,7 @@ class SessionPanel(QWidget):
         image = ImageInfo(_source_path(layer), layer.name, tuple(int(s) for s in layer.data.shape))
         prompts, left_out = build_session(
             source, index, objects, image, self._model_spec(), mode,
-            self.propagate.direction.currentText(), folder,
+            session.choices.direction, folder,
         )
         if not prompts.objects:
             raise UserProblem("no objects on this stack: move to the stack that holds them.")
@@ -155,7 +151,7 @@ class SessionPanel(QWidget):
         except KeyError:
             trained = None
         spec["image_size"] = model.image_size if model.image_size != trained else None
-        spec["zoom"] = self.segment.zoom.isChecked()
+        spec["zoom"] = self.session.choices.zoom
         return spec
 
     # ------------------------------------------------------------------ load
@@ -207,15 +203,8 @@ class SessionPanel(QWidget):
         world = np.asarray(self.session.viewer.dims.point, dtype=float)[-layer.ndim :]
         return int(round(float(np.asarray(layer.world_to_data(world))[source.channel_dim])))
 
-    def _prompt_layers(self) -> list[Any]:
-        return [
-            layer
-            for layer in (self.segment.points, self.segment.boxes, self.segment.masks_layer())
-            if layer is not None
-        ]
-
     def _has_prompts(self) -> bool:
-        return any(_holds_prompts(layer) for layer in self._prompt_layers())
+        return any(_holds_prompts(layer) for layer in self.prompts.layers())
 
     def _ask(self) -> bool | None:
         box = QMessageBox(self)
@@ -235,7 +224,7 @@ class SessionPanel(QWidget):
     def _make_room(self, replace: bool) -> None:
         """Empty the prompt layers, or retire those that hold prompts (renamed, kept as they
         are, no longer read by the widget) so that new ones are made."""
-        for layer in self._prompt_layers():
+        for layer in self.prompts.layers():
             if not _holds_prompts(layer):
                 continue
             if not replace:
@@ -248,10 +237,10 @@ class SessionPanel(QWidget):
                 layer.data = np.zeros((0, layer.ndim))
             else:
                 layer.data = []
-        self.segment.ensure_prompt_layers()
+        self.prompts.ensure()
 
     def _fill(self, layout: Any) -> None:
-        points, boxes = self.segment.points, self.segment.boxes
+        points, boxes = self.prompts.points, self.prompts.boxes
         if len(layout.points):
             n = len(points.data)
             old = np.asarray(points.data).reshape(-1, points.ndim)
@@ -274,24 +263,25 @@ class SessionPanel(QWidget):
                 key = source.labels_plane_key(plane)
                 masks.data[key] = np.where(mask, obj_id, np.asarray(masks.data[key]))
             masks.refresh()
-        self.segment.schedule()
+        self.prompts.changed.emit()
 
     def _apply_settings(self, prompts: PromptSession) -> None:
-        """The file's direction, model choice and precision (the model is not loaded)."""
+        """The file's direction, model choice, precision and zoom (the model is not loaded)."""
+        choices = self.session.choices
         direction = prompts.propagation.get("direction")
         if direction:
-            self.propagate.direction.setCurrentText(direction)
-        self.propagate.set_source_choice(FROM_ALL)
+            choices.direction = str(direction)
+        choices.track = FROM_ALL
         spec = prompts.model
         if spec.get("checkpoint"):
-            self.model.set_choice(FILE_CHOICE)
-            self.model.path.setText(str(spec["checkpoint"]))
+            choices.checkpoint = str(spec["checkpoint"])
+            choices.model = FILE_CHOICE
         elif spec.get("name"):
             name = str(spec["name"])
-            self.model.set_choice(TEST_CHOICE if name == TEST_PRESET else name)
+            choices.model = TEST_CHOICE if name == TEST_PRESET else name
         if spec.get("precision"):
-            self.model.precision.setCurrentText(str(spec["precision"]))
-        self.segment.zoom.setChecked(bool(spec.get("zoom", False)))
+            choices.precision = str(spec["precision"])
+        choices.zoom = bool(spec.get("zoom", False))
 
     def _labels_in_output(self) -> list[int]:
         layer = self.output.layer()

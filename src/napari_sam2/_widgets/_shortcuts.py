@@ -13,17 +13,20 @@ SHORTCUTS: tuple[tuple[str, str, str], ...] = (
         "toggle_positive",
         "next click positive ↔ negative (in select mode: the selected clicks)",
     ),
+    ("N", "next_candidate", "show the next candidate mask of a single click"),
     ("C", "commit", "commit the preview as a new object"),
     ("Shift-C", "clear_prompts", "clear the prompts on this plane"),
     ("Control-Z", "undo", "undo the last change of the output labels"),
+    ("Control-Shift-Z", "redo", "redo it"),
     ("Shift-T", "propagate", "propagate through the stack"),
 )
-# Ctrl-Z keeps napari's own meaning on Labels layers (the same undo, on that layer).
-VIEWER_KEYS = ("T", "C", "Shift-C", "Shift-T")
+# Layer keys come first in napari: on a Labels layer, Ctrl-Z / Ctrl-Shift-Z keep their own
+# meaning (undo / redo on that layer); elsewhere they undo / redo the output labels.
+VIEWER_KEYS = ("T", "N", "C", "Shift-C", "Control-Z", "Control-Shift-Z", "Shift-T")
 
 
 def help_text() -> str:
-    shown = {"Control-Z": "Ctrl-Z"}
+    shown = {"Control-Z": "Ctrl-Z", "Control-Shift-Z": "Ctrl-Shift-Z"}
     return "\n".join(f"{shown.get(key, key)}: {what}" for key, _, what in SHORTCUTS)
 
 
