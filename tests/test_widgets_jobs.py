@@ -198,6 +198,39 @@ def test_propagate_prompts_writes_frames_as_they_arrive(
     assert not labels.data.any()
 
 
+def test_frame_range_and_where_each_object_ended(make_napari_viewer, qtbot, model, fake_tracker):
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model, n=8)
+    fake_tracker.ends = {2: 4}  # object 2 is gone after frame 4
+    widget.prompts.points.add([2, 20, 30])
+    widget.segment_panel.object_id.setValue(2)
+    widget.prompts.points.add([2, 45, 34])
+    widget.segment_panel.object_id.setValue(0)
+    panel = widget.propagate_panel
+    panel.first_frame.setValue(1)  # the user limits the run to frames 1-5
+    panel.last_frame.setValue(5)
+    assert (widget.session.choices.first_frame, widget.session.choices.last_frame) == (1, 5)
+    reports = []
+    with qtbot.waitSignal(panel.job.finished, timeout=TIMEOUT):
+        widget.propagate()
+        panel.job._relay.progress.connect(lambda done, total: reports.append((done, total)))
+    [tracker] = fake_tracker.made
+    assert sorted(set(tracker.computed)) == [1, 2, 3, 4, 5]
+    labels = viewer.layers["SAM2 labels"].data
+    assert not labels[[0, 6, 7]].any() and labels[1:6].any(axis=(1, 2)).all()
+    assert {total for _, total in reports} == {5.0} and max(done for done, _ in reports) == 5
+    rows = {
+        panel.table.item(r, 0).text(): [panel.table.item(r, c).text() for c in (1, 2)]
+        for r in range(panel.table.rowCount())
+    }
+    assert rows == {"2": ["frames 1-4", "1"], "3": ["frames 1-5", "0"]}  # the new object is 3
+    assert "object 2: frames 1-4" in panel.status.text()
+    panel.first_frame.setValue(3)  # a range that leaves out the prompted frame is refused
+    widget.prompts.points.add([2, 70, 70])
+    widget.propagate()
+    assert len(fake_tracker.made) == 1
+
+
 def test_cancel_stops_within_one_frame_and_keeps_what_was_done(
     make_napari_viewer, qtbot, model, fake_tracker
 ):

@@ -80,7 +80,7 @@ def tracker_stop(direction: str, low: int, high: int) -> int | tuple[int, int]:
 @dataclass
 class ObjectSpan:
     """Where one object was found during a run: its first and last frame with a mask, the frames
-    without one, and its lowest object score there (the model's presence logit)."""
+    without one, and its lowest object score (0-1) on the frames where it was found."""
 
     first: int | None = None
     last: int | None = None
@@ -94,6 +94,19 @@ class ObjectSpan:
         self.first = frame if self.first is None else min(self.first, frame)
         self.last = frame if self.last is None else max(self.last, frame)
         self.lowest = min(self.lowest, score)
+
+
+def object_presence(result: Any, masks: np.ndarray) -> tuple[list[bool], list[float]]:
+    """Per object of a tracked frame: found (a mask, not ended) and its object score in [0, 1]
+    (the tracker's `object_scores`, else the sigmoid of its presence logit)."""
+    n = len(masks)
+    scores = getattr(result, "object_scores", None)
+    if scores is None:
+        present = np.asarray(getattr(result, "present", np.full(n, 10.0)), dtype=float)
+        scores = 1 / (1 + np.exp(-present))
+    ended = np.asarray(getattr(result, "ended", np.zeros(n, bool)), dtype=bool)
+    found = [bool(masks[k].any()) and not ended[k] for k in range(n)]
+    return found, [float(s) for s in np.asarray(scores, dtype=float)]
 
 
 def propagate_job(
@@ -177,8 +190,9 @@ class PropagatePanel(QWidget):
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Object", "Found on", "Not found", "Lowest score"])
         self.table.setToolTip(
-            "Where each object was found in the last run. The object score is the model's "
-            "presence logit: below 0 the model says the object is not on that frame."
+            "Where each object was found in the last run, on how many tracked frames it was not "
+            "(it ended, or the model called it absent), and its lowest object score (0-1) where "
+            "it was found: a low score marks the frames to check."
         )
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -340,10 +354,8 @@ class PropagatePanel(QWidget):
         frame = int(result.frame)
         masks = np.asarray(result.masks, dtype=bool)
         ids = [int(i) for i in result.obj_ids]
-        present = np.asarray(getattr(result, "present", np.ones(len(ids))), dtype=float)
-        for k, obj_id in enumerate(ids):
-            found = bool(masks[k].any()) and present[k] > 0
-            self.spans.setdefault(obj_id, ObjectSpan()).add(frame, found, float(present[k]))
+        for obj_id, found, score in zip(ids, *object_presence(result, masks), strict=True):
+            self.spans.setdefault(obj_id, ObjectSpan()).add(frame, found, score)
         self.writes.write(self._source.with_frame(self._index, frame), ids, masks)
 
     def _finished(self, outcome: str) -> None:
@@ -388,7 +400,7 @@ class PropagatePanel(QWidget):
         self.table.setRowCount(len(self.spans))
         for row, (obj_id, span) in enumerate(sorted(self.spans.items())):
             found = "none" if span.first is None else f"frames {span.first}-{span.last}"
-            lowest = "" if span.first is None else f"{span.lowest:.1f}"
+            lowest = "" if span.first is None else f"{span.lowest:.2f}"
             for col, text in enumerate((str(obj_id), found, str(span.missing), lowest)):
                 self.table.setItem(row, col, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
