@@ -270,3 +270,83 @@ def test_writer_streams_to_a_memmap(tmp_path):
     LabelWriter(volume).write(1, [5], np.ones((1, 4, 4), bool))
     volume.flush()
     assert (np.load(tmp_path / "labels.npy")[1] == 5).all()
+
+
+# ------------------------------------------------------------------ objects end
+
+
+def test_object_score_combines_presence_size_and_continuity():
+    import torch
+
+    from napari_sam2.engine.object_ending import EndingState, ObjectEnding, object_score, update
+
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 8:16] = 5.0  # 64 pixels
+    state = EndingState(reference_area=64.0)
+    assert object_score(mask, 8.0, state, full_size=0.5) > 0.99
+    assert object_score(mask, -2.0, state, full_size=0.5) == pytest.approx(torch.sigmoid(torch.tensor(-2.0)).item(), abs=1e-6)
+    tiny = torch.zeros(1, 1, 32, 32)
+    tiny[..., 8:10, 8:10] = 5.0  # 4 of 64 pixels: 4 / 32 of full size
+    assert object_score(tiny, 8.0, state, full_size=0.5) == pytest.approx(4 / 32)
+    state.previous = mask[0, 0] > 0
+    jumped = torch.zeros(1, 1, 32, 32)
+    jumped[..., 20:28, 20:28] = 5.0  # same size, elsewhere: no overlap with the previous frame
+    assert object_score(jumped, 8.0, state, full_size=0.5) == 0.0
+    rule = ObjectEnding(absent_below=0.2, present_above=0.4, patience=2)
+    assert update(state, 0.1, jumped, rule) and not state.ended
+    assert not update(state, 0.3, mask, rule)  # between the thresholds: the absent run goes on
+    assert update(state, 0.1, jumped, rule) and state.ended
+    with pytest.raises(ValueError, match="absent_below"):
+        ObjectEnding(absent_below=0.5, present_above=0.4)
+
+
+def _disc_stack():
+    """12 slices: a disc on slices 3-7 (largest on 5) beside a disc on every slice."""
+    yy, xx = np.mgrid[:128, :128]
+    stack = np.full((12, 128, 128), 100, np.uint16)
+    for z in range(12):
+        stack[z][(yy - 40) ** 2 + (xx - 70) ** 2 < 14**2] = 900
+        if 3 <= z <= 7:
+            stack[z][(yy - 40) ** 2 + (xx - 40) ** 2 < (14 - 2 * abs(z - 5)) ** 2] = 1000
+    return stack + np.random.default_rng(0).integers(0, 50, stack.shape).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    from napari_sam2 import load_model
+
+    return load_model()
+
+
+def test_objects_end_where_they_are_absent_and_are_no_longer_tracked(builtin):
+    t = StackTracker(builtin, _disc_stack())
+    t.add_points(5, 1, [[40, 40]])
+    results = list(t.propagate("both"))
+    painted = sorted({r.frame for r in results if r.masks[0].any()})
+    assert painted == [3, 4, 5, 6, 7]
+    ended = {r.frame: bool(r.ended[0]) for r in results}
+    assert not any(ended[f] for f in painted) and all(ended[f] for f in (0, 1, 2, 8, 9, 10, 11))
+    scores = {r.frame: float(r.object_scores[0]) for r in results}
+    assert scores[5] == 1.0 and scores[4] > 0.5 and scores[8] < 0.2
+    # once ended, the object is not decoded again in that pass
+    assert all(r.present[0] == -1024 for r in results if r.frame in (0, 1, 9, 10, 11))
+    # the official behaviour tracks on
+    official = StackTracker(builtin, _disc_stack(), ending=None)
+    official.add_points(5, 1, [[40, 40]])
+    assert not any(r.ended.any() for r in official.propagate("forward", stop=9))
+
+
+def test_range_limits_the_slices_painted(builtin):
+    t = StackTracker(builtin, _disc_stack())
+    t.add_points(5, 1, [[40, 40]])
+    frames = [r.frame for r in t.propagate("both", stop=(4, 6)) if r.masks[0].any()]
+    assert sorted(set(frames)) == [4, 5, 6]
+
+
+def test_segment_boxes_finds_the_boxed_object(builtin):
+    t = StackTracker(builtin, _disc_stack())
+    masks, iou = t.segment_boxes(5, [[24, 24, 57, 57], [54, 24, 87, 57]])
+    yy, xx = np.mgrid[:128, :128]
+    for mask, (cy, cx) in zip(masks, [(40, 40), (40, 70)]):
+        truth = (yy - cy) ** 2 + (xx - cx) ** 2 < 14**2
+        assert (mask & truth).sum() > 0.9 * truth.sum() and (mask & truth).sum() / (mask | truth).sum() > 0.65

@@ -22,6 +22,7 @@ from .engine.apply_prompts import (
 )
 from .images.io import check_output_file, read_image, source_file
 from .images.label_writer import LabelWriter
+from .images.zarr_io import create_label_zarr, is_zarr_path
 from .images.normalization import Normalization, auto_normalization
 from .modeling.sam2 import SAM2Model
 from .progress import Cancelled, ProgressCallback, StopCheck
@@ -371,6 +372,8 @@ def _output_volume(out, shape: tuple[int, ...], overwrite: bool):
         import tifffile
 
         path = check_output_file(out, (), overwrite)
+        if is_zarr_path(path):  # OME-Zarr, chunked per frame: frames are on disk as they finish
+            return create_label_zarr(path, shape, np.uint32, overwrite=overwrite)
         return tifffile.memmap(path, shape=shape, dtype=np.uint32, photometric="minisblack")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out has shape {tuple(out.shape)}; the labels need {shape}.")

@@ -10,7 +10,10 @@ seven frames, object pointers with temporal encodings, bf16 memories), with thes
 - only memories that attention can still read are kept, so memory use does not grow with the
   length of the stack (the official keeps every frame's memory);
 - masks of different objects do not overlap (`non_overlapping=True`, each pixel goes to the
-  object with the highest logit), and small holes are filled on every device.
+  object with the highest logit), and small holes are filled on every device;
+- an object ends where its object score (presence, size, continuity: `object_ending.py`) stays
+  low, and is no longer tracked in that pass (`ending=None` gives the official behaviour: objects
+  never end).
 Points are (x, y) and boxes (x0, y0, x1, y1) in pixels of a frame.
 """
 
@@ -30,9 +33,10 @@ from ..images.label_writer import LabelWriter
 from ..images.model_input import to_model_input
 from ..images.normalization import Normalization
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
-from ..modeling.sam2 import FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
+from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .memory_bank import frames_to_keep, select_memory
+from .object_ending import EndingState, ObjectEnding, mask_area, object_score, update
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .quantize import model_for_precision
@@ -51,6 +55,8 @@ class TrackResult:
     logits: np.ndarray  # (K, 4h, 4w) low-res logits
     scores: np.ndarray  # (K,) predicted IoU of each mask
     present: np.ndarray  # (K,) object-presence logit; <= 0 means the object is absent here
+    object_scores: np.ndarray  # (K,) object score in [0, 1] (see object_ending.py); 1 on prompts
+    ended: np.ndarray  # (K,) bool: the object has ended in this pass (its mask is empty)
 
 
 @dataclass
@@ -92,6 +98,7 @@ class StackTracker:
         feature_cache: int = 2,
         compile: bool = False,
         embedding_store: EmbeddingStore | None = None,
+        ending: ObjectEnding | None = ObjectEnding(),
     ) -> None:
         if compile:
             from .compiled import compile_model
@@ -113,6 +120,8 @@ class StackTracker:
         self._feature_cache: OrderedDict[int, ImageFeatures] = OrderedDict()
         self._feature_cache_size = max(1, feature_cache)
         self._objects: dict[int, _Object] = {}
+        self.ending = ending
+        self._ending: dict[int, EndingState] = {}  # per object, for the current pass
 
     # ------------------------------------------------------------------ objects and prompts
 
@@ -162,13 +171,34 @@ class StackTracker:
         self._store_prompt_output(obj, frame, out)
         return self._result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
 
+    def segment_boxes(self, frame: int, boxes: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Masks (K, H, W) and predicted IoU (K,) for boxes (x0, y0, x1, y1) on `frame` from the
+        image alone (no memory, nothing stored): how new objects are found while tracking."""
+        h, w = self.frame_hw
+        boxes = clip_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), h, w)
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), bool), np.zeros(0)
+        size = self.model.image_size
+        scale = np.array([size / w, size / h])
+        coords = torch.as_tensor(boxes.reshape(-1, 2, 2) * scale, dtype=torch.float32, device=self.device)
+        labels = torch.tensor([[LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]], dtype=torch.int32, device=self.device)
+        features = self._features(frame)
+        with torch.inference_mode(), compute_precision(self.device, self.dtype):
+            embedding = self.model.add_no_memory(features.embedding)
+            out = self.model.decode_frame(embedding, features.high_res, coords, labels.expand(len(boxes), -1))
+        out = _with_holes_filled(out, self.fill_hole_area)
+        full = F.interpolate(out.low_res_masks.float(), size=self.frame_hw, mode="bilinear", align_corners=False)
+        return (full[:, 0] > 0).cpu().numpy(), out.iou.float().reshape(-1).cpu().numpy()
+
     def remove_object(self, obj_id: int) -> None:
         if self._objects.pop(obj_id, None) is None:
             raise KeyError(f"no object {obj_id}; objects are {self.obj_ids}")
+        self._ending.pop(obj_id, None)
 
     def reset(self) -> None:
         """Forget all objects, prompts and memories (cached frame features are kept)."""
         self._objects.clear()
+        self._ending.clear()
 
     def _add_prompt(self, frame: int, obj_id: int, pts: np.ndarray, lab: np.ndarray, clear: bool) -> TrackResult:
         self._check_frame(frame)
@@ -248,6 +278,7 @@ class StackTracker:
         self._encode_prompt_memories()
         try:
             for order, reverse in passes:
+                self._ending.clear()
                 for frame, rgb in self.frames.iterate(order, skip=self._feature_cache.__contains__):
                     result = self._track_frame(frame, rgb, reverse)
                     if writer is not None:
@@ -270,6 +301,14 @@ class StackTracker:
         if not 0 <= low <= start <= high <= last:
             raise ValueError(f"stop {stop} does not fit start {start} and {self.num_frames} frames")
         return low, high
+
+    def track(self, frame: int, reverse: bool = False, rgb: np.ndarray | None = None) -> TrackResult:
+        """Track every object on one frame from the frames tracked before it, for callers that
+        choose the order themselves (track_everything); ending states carry over between calls.
+        rgb: the frame as `self.frames.get(frame)` gives it, when the caller has read it."""
+        self._check_frame(frame)
+        self._encode_prompt_memories()
+        return self._track_frame(frame, rgb, reverse)
 
     @torch.inference_mode()
     def _encode_prompt_memories(self) -> None:
@@ -294,7 +333,8 @@ class StackTracker:
     def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool) -> TrackResult:
         features = self._features(frame, rgb)
         states: dict[int, _FrameState] = {}
-        to_track = [o for o in self._objects.values() if frame not in o.cond]
+        ended = {i for i, st in self._ending.items() if st.ended}
+        to_track = [o for o in self._objects.values() if frame not in o.cond and o.obj_id not in ended]
         for group in self._batches(to_track, frame, reverse):
             with compute_precision(self.device, self.dtype):
                 embedding = self._conditioned(group, frame, features, reverse)
@@ -319,9 +359,42 @@ class StackTracker:
             for dropped in set(obj.tracked) - keep:
                 del obj.tracked[dropped]
         ids = list(self._objects)
+        low_res = {i: s.low_res for i, s in states.items()}
+        scores = self._end_objects(frame, low_res, states)
+        side = self.model.image_size // 4
+        blank = torch.full((1, 1, side, side), NO_OBJECT_SCORE, device=self.device)
+        zero = torch.zeros(1, 1, device=self.device)
         return self._result(
-            frame, ids, [states[i].low_res for i in ids], [states[i].iou for i in ids], [states[i].score for i in ids]
+            frame, ids, [low_res.get(i, blank) for i in ids],
+            [states[i].iou if i in states else zero for i in ids],
+            [states[i].score if i in states else zero + NO_OBJECT_SCORE for i in ids],
+            [scores.get(i, 0.0) for i in ids], [self._ended(i) for i in ids],
         )
+
+    def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, _FrameState]) -> dict[int, float]:
+        """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""
+        scores = {}
+        for obj_id, out in list(low_res.items()):
+            obj = self._objects[obj_id]
+            if frame in obj.cond:
+                self._ending[obj_id] = EndingState(mask_area(out), out.reshape(out.shape[-2:]) > 0)
+                scores[obj_id] = 1.0
+                continue
+            presence = float(states[obj_id].score.reshape(-1)[0])
+            if self.ending is None:
+                scores[obj_id] = float(torch.sigmoid(torch.tensor(presence)))
+                continue
+            state = self._ending.get(obj_id)
+            if state is None:
+                state = self._ending[obj_id] = EndingState(max(mask_area(s.low_res) for s in obj.cond.values()))
+            scores[obj_id] = object_score(out, presence, state, self.ending.full_size)
+            if update(state, scores[obj_id], out, self.ending):
+                low_res[obj_id] = torch.full_like(out, NO_OBJECT_SCORE)
+        return scores
+
+    def _ended(self, obj_id: int) -> bool:
+        state = self._ending.get(obj_id)
+        return state is not None and state.ended
 
     def _batches(self, objects: list[_Object], frame: int, reverse: bool) -> list[list[_Object]]:
         """Objects grouped by memory layout, so that each group runs as one batch."""
@@ -383,7 +456,7 @@ class StackTracker:
             self._feature_cache.popitem(last=False)
         return features
 
-    def _result(self, frame, obj_ids, low_res, iou, score) -> TrackResult:
+    def _result(self, frame, obj_ids, low_res, iou, score, object_scores=None, ended=None) -> TrackResult:
         logits = torch.cat(low_res).float()  # (K, 1, 4h, 4w)
         full = F.interpolate(logits, size=self.frame_hw, mode="bilinear", align_corners=False)
         if self.non_overlapping and len(obj_ids) > 1:
@@ -397,6 +470,8 @@ class StackTracker:
             logits=logits[:, 0].cpu().numpy(),
             scores=torch.cat(iou).float().reshape(-1).cpu().numpy(),
             present=torch.cat(score).float().reshape(-1).cpu().numpy(),
+            object_scores=np.ones(len(obj_ids)) if object_scores is None else np.asarray(object_scores, float),
+            ended=np.zeros(len(obj_ids), bool) if ended is None else np.asarray(ended, bool),
         )
 
 

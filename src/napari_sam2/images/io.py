@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .zarr_io import is_zarr_path, write_label_zarr
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -88,6 +90,8 @@ def write_labels(path: str | Path, labels: np.ndarray) -> None:
     import tifffile
 
     path = Path(path)
+    if is_zarr_path(path):  # OME-Zarr, for outputs named *.zarr
+        return write_label_zarr(path, labels)
     partial = path.with_name(path.name + ".part")
     try:
         tifffile.imwrite(partial, labels, compression="zlib", photometric="minisblack")
@@ -131,7 +135,7 @@ def check_output_file(
                 f"the output {path} is the input image {source}; writing it would destroy the input: "
                 "choose another output file."
             )
-    if path.is_dir():
+    if path.is_dir() and not is_zarr_path(path):
         raise IsADirectoryError(f"the output {path} is a folder; name a .tif file to write, e.g. {path / 'labels.tif'}.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it.")

@@ -1,0 +1,77 @@
+"""When a tracked object ends: a per-frame object score and a threshold with hysteresis.
+
+SAM 2's presence head rarely calls a nucleus absent on the slices past its end (on BBBC050 it
+stays confident while the mask shrinks to a few pixels or jumps to a neighbour), so the score
+combines three signs that the object is gone, each in [0, 1]:
+- presence: sigmoid of the model's object-score logit;
+- size: the mask's area relative to its area on the object's conditioning (prompted) frame;
+- continuity: the share of the smaller of this and the previous frame's masks that the other
+  covers (a mask that jumps to another object has little overlap with where it was).
+The object score is the smallest of the three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ObjectEnding:
+    """An object is absent on a frame whose score is below `absent_below` (its mask is dropped);
+    after `patience` absent frames in a row it ends and is no longer tracked in that pass. A
+    frame counts as present again only when the score rises above `present_above` (hysteresis:
+    a score hovering near the threshold does not reset the count)."""
+
+    absent_below: float = 0.2
+    present_above: float = 0.4
+    patience: int = 1
+    full_size: float = 0.5  # area ratio that counts as fully present (nuclei shrink near their ends)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.absent_below <= self.present_above <= 1:
+            raise ValueError("ObjectEnding needs 0 <= absent_below <= present_above <= 1.")
+        if self.patience < 1:
+            raise ValueError("ObjectEnding.patience must be at least 1.")
+
+
+@dataclass
+class EndingState:
+    """One object's state during one propagation pass."""
+
+    reference_area: float
+    previous: torch.Tensor | None = None  # bool low-res mask of the last frame
+    absent_run: int = 0
+    ended: bool = False
+
+
+def mask_area(low_res: torch.Tensor) -> float:
+    return float((low_res > 0).sum())
+
+
+def object_score(low_res: torch.Tensor, presence_logit: float, state: EndingState, full_size: float) -> float:
+    """The object's score on a frame in [0, 1] (see the module docstring)."""
+    mask = low_res.reshape(low_res.shape[-2:]) > 0
+    area = float(mask.sum())
+    presence = float(torch.sigmoid(torch.tensor(presence_logit)))
+    size = min(1.0, area / max(full_size * state.reference_area, 1.0))
+    continuity = 1.0
+    if state.previous is not None and area > 0:
+        before = float(state.previous.sum())
+        if before > 0:
+            continuity = float((mask & state.previous).sum()) / min(area, before)
+    return min(presence, size, continuity)
+
+
+def update(state: EndingState, score: float, low_res: torch.Tensor, rule: ObjectEnding) -> bool:
+    """Record one frame's score; True when the object is absent on it."""
+    absent = score < rule.absent_below
+    if absent:
+        state.absent_run += 1
+        state.ended = state.absent_run >= rule.patience
+    elif score > rule.present_above:
+        state.absent_run = 0
+    if not absent:
+        state.previous = low_res.reshape(low_res.shape[-2:]) > 0
+    return absent
