@@ -133,12 +133,14 @@ def _prompt(args) -> None:
 def _propagate(args) -> None:
     from ..api import run_session
     from ..images.io import read_image
+    from ..images.zarr_io import is_zarr_path
     from ..progress import TextProgress
     from ..prompt_file import PromptSession
 
     session = PromptSession.load(args.prompts)
     target = output_path(Path(args.out), args.overwrite, [args.image, args.prompts])
-    partial = target.with_name(target.name + ".part")
+    # OME-Zarr is written in place, frame by frame: an interrupted run keeps the frames done
+    partial = target if is_zarr_path(target) else target.with_name(target.name + ".part")
     image = read_image(args.image)
     options = _replay_options(args, session)
     try:
@@ -146,5 +148,6 @@ def _propagate(args) -> None:
                     mode="propagate", direction=args.direction, overwrite=True, **options)
         partial.replace(target)
     finally:
-        partial.unlink(missing_ok=True)  # an error or an interruption leaves no .part behind
+        if partial != target:
+            partial.unlink(missing_ok=True)  # an error or an interruption leaves no .part behind
     print(f"{args.image} -> {target}: {len(session.objects)} objects tracked")
