@@ -119,18 +119,27 @@ def load_model(
             image_size = trained_image_size(path)
     if image_size is not None:
         config = config.with_image_size(image_size)
-    return _instantiate(config, state, resolve_device(device), resolve_dtype(dtype))
+    model = _instantiate(config, state, resolve_device(device), resolve_dtype(dtype))
+    filters = _metadata(path).get("segment_everything")
+    if isinstance(filters, dict):  # the model's own mask filters, chosen on validation images
+        model.segment_everything_defaults = {k: float(v) for k, v in filters.items() if isinstance(v, (int, float))}
+    return model
 
 
 def trained_image_size(checkpoint: Path) -> int | None:
     """The input size recorded in the metadata file beside a checkpoint (`best.json` beside
     `best.pt`, as training writes it), so that a model fine-tuned at another size loads at it."""
-    meta = checkpoint.with_suffix(".json")
-    try:
-        size = json.loads(meta.read_text()).get("image_size")
-    except (OSError, ValueError, AttributeError):
-        return None
+    size = _metadata(checkpoint).get("image_size")
     return size if isinstance(size, int) and size > 0 else None
+
+
+def _metadata(checkpoint: Path) -> dict:
+    """The metadata file beside a checkpoint (`x.json` beside `x.pt`), or {}."""
+    try:
+        meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _is_preset(text: str) -> bool:

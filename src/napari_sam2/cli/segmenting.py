@@ -24,8 +24,8 @@ def register(sub) -> None:
     segment.add_argument("inputs", nargs="+", help="image files, stacks (each slice is segmented) or folders")
     segment.add_argument("--out", required=True, help="output folder (<name>_labels.tif for each input)")
     segment.add_argument("--points-per-side", type=at_least(1), default=32)
-    segment.add_argument("--pred-iou-thresh", type=fraction, default=0.8)
-    segment.add_argument("--stability-score-thresh", type=fraction, default=0.95)
+    segment.add_argument("--pred-iou-thresh", type=fraction, default=None, help="keep masks the model rates at least this (default: the model's own, else 0.8)")
+    segment.add_argument("--stability-score-thresh", type=fraction, default=None, help="keep masks at least this stable (default: the model's own, else 0.95)")
     segment.add_argument("--min-area", type=at_least(0), default=0, help="fill holes / remove specks up to this area")
     segment.add_argument("--crop-layers", type=at_least(0), default=0)
     segment.add_argument(

@@ -61,8 +61,20 @@ class _Masks:
         return _Masks(*(torch.cat([getattr(p, f) for p in parts]) for f in ("masks", "iou", "stability", "points", "boxes")))
 
 
+OFFICIAL_FILTERS = {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.95}
+
+
+def default_filters(model: SAM2Model) -> dict[str, float]:
+    """The mask filters segment-everything uses for a model unless told otherwise: the model's
+    own (chosen on validation images and recorded in its metadata, `segment_everything`), else
+    the official generator's. A small model rates its masks lower than Meta's weights do, so
+    the official thresholds would drop every mask it makes."""
+    return {**OFFICIAL_FILTERS, **getattr(model, "segment_everything_defaults", {})}
+
+
 class AutomaticMaskGenerator:
-    """Segment everything in an image. Parameters and defaults are the official generator's.
+    """Segment everything in an image. Parameters and defaults are the official generator's,
+    except the two mask filters, which default to the model's own (`default_filters`).
 
     min_mask_region_area fills holes and removes specks up to that area on the low-res logits
     on every device (the official generator needs a CUDA extension and skips it elsewhere).
@@ -74,8 +86,8 @@ class AutomaticMaskGenerator:
         model: SAM2Model,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.8,
-        stability_score_thresh: float = 0.95,
+        pred_iou_thresh: float | None = None,
+        stability_score_thresh: float | None = None,
         stability_score_offset: float = 1.0,
         mask_threshold: float = 0.0,
         box_nms_thresh: float = 0.7,
@@ -106,8 +118,11 @@ class AutomaticMaskGenerator:
                 raise ValueError(f"point_grids needs one grid per crop layer ({crop_n_layers + 1}).")
         self.predictor = ImagePredictor(model, precision=precision, mask_threshold=mask_threshold)
         self.points_per_batch = points_per_batch
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
+        filters = default_filters(model)
+        self.pred_iou_thresh = filters["pred_iou_thresh"] if pred_iou_thresh is None else pred_iou_thresh
+        self.stability_score_thresh = (
+            filters["stability_score_thresh"] if stability_score_thresh is None else stability_score_thresh
+        )
         self.stability_score_offset = stability_score_offset
         self.mask_threshold = mask_threshold
         self.box_nms_thresh = box_nms_thresh
