@@ -42,6 +42,8 @@ def notes():
 def own_settings(tmp_path, monkeypatch):
     """Widget settings in a fresh folder, and never a download (for the widget test modules)."""
     monkeypatch.setenv("NAPARI_SAM2_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("NAPARI_SAM2_EMBEDDINGS", str(tmp_path / "embeddings"))  # no shared cache
+    monkeypatch.setenv("NAPARI_SAM2_PRECOMPUTE", "0")  # tests that count embeddings; on in its own tests
     monkeypatch.setenv("NAPARI_SAM2_OFFLINE", "1")
 
 

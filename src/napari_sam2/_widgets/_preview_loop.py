@@ -62,7 +62,8 @@ class PreviewLoop(QObject):
         model = self.session.model
         self._failed.clear()
         precision = self.session.precision
-        self.embedder = None if model is None else ImagePredictor(model, precision=precision)
+        store = self.session.embedding_store
+        self.embedder = None if model is None else ImagePredictor(model, precision=precision, embedding_store=store)
         self.decoder = None if model is None else ImagePredictor(model, precision=precision)
         self.schedule()
 
@@ -151,6 +152,7 @@ class PreviewLoop(QObject):
         if self._embedding_key is not None:
             return  # when it finishes, update() asks for the plane shown then
         self._embedding_key = key
+        self.session.interactive.set()  # background precompute waits
         where = f"plane {', '.join(map(str, index))}" if index else "the image"
         self.status.emit(f"Computing the image embedding of {where}…")
         run_short(
@@ -165,6 +167,7 @@ class PreviewLoop(QObject):
 
     def _embedded(self) -> None:
         key, self._embedding_key = self._embedding_key, None
+        self._idle()
         if key is not None and key not in self.session.cache:
             self._failed.add(key)
         self.update()
@@ -180,6 +183,7 @@ class PreviewLoop(QObject):
             self._decode_again = True
             return
         self._decoding = True
+        self.session.interactive.set()  # background precompute waits
         signature = prompts.signature()
         key = self.session.embedding_key(index)
         zoom = (self.session.source, index) if self.session.choices.zoom else None
@@ -210,11 +214,16 @@ class PreviewLoop(QObject):
 
     def _decode_finished(self) -> None:
         self._decoding = False
+        self._idle()
         if self._decode_again:
             self._decode_again = False
             self.update()
         elif self._waiting is not None and self.preview is None:
             self._waiting = None  # the decoder failed: its error was shown
+
+    def _idle(self) -> None:
+        if self._embedding_key is None and not self._decoding:
+            self.session.interactive.clear()
 
     def show(self, preview: Preview | None) -> None:
         """Show `preview` in the preview layer (None clears it)."""

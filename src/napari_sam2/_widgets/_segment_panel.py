@@ -24,6 +24,7 @@ from ._mask_prompt import MAX_LABEL, MaskPromptPicker
 from ._output_panel import OutputPanel
 from ._plane_prompts import NEW, PromptProblem, check_inside
 from ._preview import Preview, ensure_preview
+from ._precompute import BackgroundEmbedder
 from ._preview_loop import PreviewLoop
 from ._prompt_layers import (
     PromptLayers,
@@ -49,6 +50,7 @@ class SegmentPanel(QWidget):
         self.session, self.prompts, self.output = session, prompts, output
         self.viewer = session.viewer
         self.loop = PreviewLoop(session, prompts, self)
+        self.background = BackgroundEmbedder(session, self)  # the stack's planes, nearest first
 
         self.sign_button = QPushButton()
         self.sign_button.setToolTip(
@@ -114,6 +116,9 @@ class SegmentPanel(QWidget):
         layout.addWidget(self.picker)
         layout.addLayout(grid)
         layout.addWidget(self.status)
+        self.ready_status = QLabel()
+        layout.addWidget(self.ready_status)
+        self.background.status.connect(self.ready_status.setText)
 
         self.loop.status.connect(self.status.setText)
         self.loop.shown.connect(self._on_shown)

@@ -8,6 +8,7 @@ follows.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,17 @@ class Choices:
     last_frame: int | None = None
 
 
+def _embedding_store():
+    """The user's on-disk embedding cache ($NAPARI_SAM2_EMBEDDINGS: a folder, or 'none')."""
+    import os
+
+    from ..api import embedding_store
+
+    if os.environ.get("NAPARI_SAM2_EMBEDDINGS", "").lower() == "none":
+        return None
+    return embedding_store(True)
+
+
 class UserProblem(Exception):
     """Something the user must do before an action can run; the message says what."""
 
@@ -68,6 +80,8 @@ class Session:
         self.image_layer: Image | None = None
         self.source: ImageSource | None = None
         self.cache = EmbeddingCache()
+        self.embedding_store = _embedding_store()  # on disk, shared with other sessions and the CLI
+        self.interactive = threading.Event()  # set while the user's own requests run
         self.record = ObjectRecord()
         self._model_token = 0
         self.choices.events.precision.connect(self._on_precision)
