@@ -327,3 +327,76 @@ def test_segment_everything_always_reports_the_count(make_napari_viewer, qtbot, 
     text = panel.status.text()
     assert "no object was found on 1 plane(s)" in text
     assert "Lower 'Predicted IoU ≥' (now 1.00)" in text and "'Stability ≥' (now 1.00)" in text
+
+
+# ------------------------------------------------------------------ fine-tuning
+
+
+def test_fine_tune_on_committed_labels_saves_loads_and_lists_the_model(
+    make_napari_viewer, qtbot, model, tmp_path
+):
+    viewer = make_napari_viewer()
+    image = nuclei(1, 64)[0]
+    viewer.add_image(image, name="nuclei")
+    labels = np.zeros((64, 64), np.uint32)
+    labels[disk((64, 64), (32, 32), 10)] = 1
+    labels[:8, :8] = 2
+    viewer.add_labels(labels, name="SAM2 labels")
+    widget = dock(viewer, load_model=False)
+    widget.session.set_model(model, "test")
+    panel = widget.finetune_panel
+    panel.steps.setValue(2)
+    panel.images_per_step.setValue(1)
+    panel.folder.setText(str(tmp_path / "run"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with qtbot.waitSignal(panel.job.finished, timeout=120_000):
+        panel.button.click()
+        assert widget.sections["finetune"].frame.isVisibleTo(widget)  # opened for its progress
+    best = tmp_path / "run" / "best.pt"
+    assert best.is_file() and best.with_suffix(".json").is_file()
+    assert len(panel.plot.losses) == 2 and panel.plot.scores  # the loss and a validation score
+    assert widget.session.model is not model  # the tuned model is the dock's model now
+    assert widget.session.model_spec["checkpoint"] == str(best)
+    for name, p in model.named_parameters():  # the original was trained as a copy
+        torch.testing.assert_close(p, before[name])
+    combo = widget.model_panel.preset
+    assert combo.currentData() == "trained:" + str(best)  # in the model list, chosen
+    assert "Saved" in panel.status.text()
+    # a second dock lists it too (remembered)
+    again = dock(make_napari_viewer(), load_model=False)
+    assert again.model_panel.preset.findData("trained:" + str(best)) >= 0
+
+
+def test_fine_tune_stops_and_resumes(make_napari_viewer, qtbot, model, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(1, 64)[0], name="nuclei")
+    labels = np.zeros((64, 64), np.uint32)
+    labels[disk((64, 64), (32, 32), 10)] = 1
+    viewer.add_labels(labels, name="SAM2 labels")
+    widget = dock(viewer, load_model=False)
+    widget.session.set_model(model, "test")
+    panel = widget.finetune_panel
+    panel.steps.setValue(30)
+    panel.images_per_step.setValue(1)
+    panel.folder.setText(str(tmp_path / "run"))
+    panel.button.click()
+    qtbot.waitUntil(lambda: len(panel.plot.losses) >= 1, timeout=60_000)
+    with qtbot.waitSignal(panel.job.finished, timeout=60_000):
+        panel.job.cancel()
+    assert "resumes" in panel.status.text() and (tmp_path / "run" / "state.pt").is_file()
+    done = len(panel.plot.losses)
+    assert done < 30
+    panel.steps.setValue(done + 1)  # one more step: resumed, not restarted
+    with qtbot.waitSignal(panel.job.finished, timeout=60_000):
+        panel.button.click()
+    assert [s for s, _ in panel.plot.losses] == [done + 1]
+
+
+def test_fine_tune_without_labels_says_what_to_do(make_napari_viewer, qtbot, model):
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(1, 64)[0], name="nuclei")
+    widget = dock(viewer, load_model=False)
+    widget.session.set_model(model, "test")
+    widget.finetune_panel.button.click()
+    assert "No labels to train on" in widget.finetune_panel.status.text()
+    assert not widget.finetune_panel.job.busy

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from . import _canvas_clicks, _shortcuts
 from ._everything_panel import EverythingPanel
+from ._finetune_panel import FinetunePanel
 from ._image_panel import ImagePanel
 from ._model_panel import ModelPanel
 from ._output_panel import OutputPanel
@@ -99,6 +100,11 @@ class SAM2Widget(QScrollArea):
         self.propagate_panel = PropagatePanel(self.session, self.prompts, self.output_panel)
         self.everything_panel = EverythingPanel(self.session)
         self.session_panel = SessionPanel(self.session, self.prompts, self.output_panel)
+        self.finetune_panel = FinetunePanel(
+            self.session,
+            on_trained=lambda path, name: self.model_panel.add_trained(path, f"Fine-tuned: {name}"),
+            output=self.output_panel.layer,
+        )
         self.help = QLabel(_shortcuts.help_text())
         self.help.setWordWrap(True)
         self.help.setStyleSheet("color: gray;")
@@ -111,6 +117,7 @@ class SAM2Widget(QScrollArea):
             "propagate": Section("Propagate through the stack", self.propagate_panel),
             "everything": Section("Segment everything", self.everything_panel),
             "prompts file": Section("Prompts file", self.session_panel, open_=False),
+            "finetune": Section("Fine-tune on your labels", self.finetune_panel, open_=False),
             "shortcuts": Section("Shortcuts", self.help, open_=False),
         }
         body = QWidget()
@@ -131,6 +138,7 @@ class SAM2Widget(QScrollArea):
             ("propagate", self.propagate_panel),
             ("everything", self.everything_panel),
             ("model", self.model_panel),
+            ("finetune", self.finetune_panel),
         ):
             panel.job.started.connect(lambda key=key, panel=panel: self._reveal(key, panel.job))
 
@@ -203,8 +211,11 @@ class SAM2Widget(QScrollArea):
         return self.session_panel.load(path, replace)
 
     def cancel(self) -> None:
-        """Cancel every running long job (propagation, segment everything, model loading)."""
-        for panel in (self.propagate_panel, self.everything_panel, self.model_panel):
+        """Cancel every running long job (propagation, segment everything, model loading,
+        fine-tuning)."""
+        for panel in (
+            self.propagate_panel, self.everything_panel, self.model_panel, self.finetune_panel
+        ):
             panel.job.cancel()
 
 

@@ -33,6 +33,7 @@ from ._session import Session
 TEST_CHOICE = "test"
 FILE_CHOICE = "file"
 TEST_PRESET = "sam2.1_hiera_test"
+TRAINED_PREFIX = "trained:"  # + the checkpoint of a model fine-tuned in the dock
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -71,6 +72,11 @@ def load_job(
     elif choice == SHIPPED_MODEL:
         model = load_model(SHIPPED_MODEL, device=device)
         name = f"{SHIPPED_MODEL} (built-in)"
+    elif choice.startswith(TRAINED_PREFIX):
+        path = choice.removeprefix(TRAINED_PREFIX)
+        model = load_model(Path(path), device=device)
+        name = f"{model.config.name} fine-tuned ({Path(path).parent.name})"
+        spec = {"name": None, "checkpoint": path}
     elif choice == FILE_CHOICE:
         model = load_model(Path(path), device=device)
         name = f"{model.config.name} from {Path(path).name}"
@@ -167,8 +173,26 @@ class ModelPanel(QWidget):
         if index >= 0:
             self.preset.setCurrentIndex(index)
 
+    def add_trained(self, path: Path, label: str = "", select: bool = True) -> None:
+        """A model fine-tuned in the dock joins the list (and is remembered for later sessions)."""
+        value = TRAINED_PREFIX + str(path)
+        if self.preset.findData(value) < 0:
+            self.preset.insertItem(
+                self.preset.count() - 2, label or f"Fine-tuned: {Path(path).parent.name}", value
+            )
+            self.preset.setItemData(
+                self.preset.findData(value), str(path), Qt.ItemDataRole.ToolTipRole
+            )
+            trained = [p for p in _settings.load().get("trained", []) if p != str(path)]
+            _settings.save({"trained": [*trained, str(path)]})
+        if select:
+            self.set_choice(value)
+
     def _restore(self) -> None:
         saved = _settings.load()
+        for path in saved.get("trained", []):
+            if Path(path).is_file():
+                self.add_trained(Path(path), select=False)
         self.set_choice(saved.get("model", default_model()))
         self.path.setText(saved.get("checkpoint", ""))
         self.device.setCurrentIndex(max(self.device.findText(saved.get("device", "auto")), 0))
