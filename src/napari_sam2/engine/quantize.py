@@ -25,8 +25,8 @@ _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Int8Linear(nn.Module):
-    """A dynamically quantised nn.Linear that accepts and returns any float dtype (so it runs
-    inside a bf16 autocast region: the int8 kernel takes fp32 in and gives fp32 out)."""
+    """A dynamically quantised nn.Linear that accepts any float dtype and returns the autocast
+    dtype inside an autocast region (the int8 kernel itself takes fp32 in and gives fp32 out)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -41,8 +41,10 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.linear(x.float()).to(x.dtype)
+        device = x.device.type
+        out_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        with torch.autocast(device, enabled=False):
+            return self.linear(x.float()).to(out_dtype)  # bf16 under autocast: attention's fast kernel
 
 
 def quantize_linears(module: nn.Module) -> nn.Module:

@@ -1,0 +1,155 @@
+"""The int8 path: its masks against fp32 on real nuclei, and its embedding speed against the
+official fp32, in one run.
+
+    python benchmarks/int8.py [--data ../shared/data/dsb2018/val] [--images 16] [--clicks 4]
+                              [--variants sam2.1_hiera_tiny sam2.1_hiera_small] [--size 1024]
+
+Accuracy: on each validation image, one click at the centre of up to --clicks ground-truth
+nuclei; the best of the three masks from an fp32 embedding and from a bf16 / int8 one of the
+same model; the IoU between them (clicks whose fp32 mask is empty or covers over half the image
+are left out: random weights give such masks). Models: the official presets with random
+weights and the built-in model. Speed: seconds per embedding (batch 1), interleaved with the
+official fp32 (same weights) so that load on the machine hits all alike.
+The rule for 'auto': int8 only where the median IoU >= 0.97 and the 5th percentile >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import ROOT, have_oracle, machine_line, print_table, time_interleaved
+
+from napari_sam2 import build_model
+from napari_sam2.engine.precision import compute_precision, resolve_precision
+from napari_sam2.engine.predictor import ImagePredictor
+from napari_sam2.engine.quantize import int8_model
+
+MEDIAN_RULE, P5_RULE = 0.97, 0.9
+
+
+def load_images(folder: Path, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    import tifffile
+    from PIL import Image
+
+    index = sorted((folder / "images").glob("*.png"))[:count]
+    return [(np.asarray(Image.open(p)), tifffile.imread(folder / "labels" / f"{p.stem}.tif")) for p in index]
+
+
+def clicks(labels: np.ndarray, count: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """(x, y) of a pixel near the centre of up to `count` random nuclei."""
+    ids = [i for i in np.unique(labels) if i]
+    out = []
+    for obj in rng.permutation(ids)[:count]:
+        rows, cols = np.nonzero(labels == obj)
+        k = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)  # a pixel of the object
+        out.append((float(cols[k]), float(rows[k])))
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def accuracy(model, images, n_clicks: int, precisions: list[str]) -> dict[str, list[float]]:
+    predictors = {p: ImagePredictor(model, precision=p) for p in ["fp32", *precisions]}
+    rng = np.random.default_rng(0)
+    ious: dict[str, list[float]] = {p: [] for p in precisions}
+    for image, labels in images:
+        for p in predictors.values():
+            p.set_image(image)
+        for x, y in clicks(labels, n_clicks, rng):
+            ref = predictors["fp32"].predict([[x, y]])
+            ref_mask = ref.masks[ref.best]
+            if not ref_mask.any() or ref_mask.mean() > 0.5:
+                continue
+            for name in precisions:
+                got = predictors[name].predict([[x, y]])
+                ious[name].append(iou(got.masks[got.best], ref_mask))
+    return ious
+
+
+def summary(values: list[float]) -> tuple[int, float, float, float, str]:
+    v = np.asarray(values)
+    if not len(v):
+        return 0, float("nan"), float("nan"), float("nan"), "no clicks"
+    p5, med = float(np.percentile(v, 5)), float(np.median(v))
+    return len(v), float(v.min()), p5, med, "yes" if med >= MEDIAN_RULE and p5 >= P5_RULE else "no"
+
+
+def speed(name: str, size: int, repeats: int) -> list[object]:
+    image = torch.randn(1, 3, size, size)
+    ours = build_model(name, device="cpu", image_size=size)
+    calls = {}
+    if have_oracle():
+        from tests.oracle import build_oracle
+
+        ref = build_oracle(name, image_size=size)
+        ours.load_state_dict(ref.state_dict())
+        calls["official"] = lambda: ref.forward_image(image)
+    device = torch.device("cpu")
+    bf16, int8 = resolve_precision("bf16", device), resolve_precision("int8", device)
+    quantized = int8_model(ours)
+
+    def run(model, dtype):
+        with compute_precision(device, dtype):
+            return model.encode_image(image)
+
+    calls["bf16"] = lambda: run(ours, bf16)
+    calls["int8"] = lambda: run(quantized, int8)
+    with torch.inference_mode():
+        best = time_interleaved(calls, repeats)
+    ref_time = best.get("official", float("nan"))
+    return [name, ref_time, best["bf16"], best["int8"], best["bf16"] / ref_time, best["int8"] / ref_time]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018" / "val")
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--clicks", type=int, default=4)
+    parser.add_argument("--variants", nargs="*", default=["sam2.1_hiera_tiny", "sam2.1_hiera_small"])
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    print(machine_line())
+    if not args.skip_speed:
+        rows = [speed(name, args.size, args.repeats) for name in args.variants]
+        print_table(
+            f"Embedding seconds at {args.size} px (best of {args.repeats}, interleaved)",
+            ["variant", "official fp32", "ours bf16", "ours int8", "bf16 / official", "int8 / official"],
+            rows,
+        )
+    if not args.skip_accuracy:
+        if not args.data.is_dir():
+            raise SystemExit(f"no validation images at {args.data}: pass --data")
+        images = load_images(args.data, args.images)
+        models = {}
+        for name in args.variants:
+            torch.manual_seed(0)
+            models[f"{name} (random weights)"] = build_model(name, device="cpu", image_size=args.size)
+        from napari_sam2.checkpoints.loading import load_model
+        from napari_sam2.checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
+
+        if has_shipped_model():
+            models[f"{SHIPPED_MODEL} (built-in)"] = load_model(SHIPPED_MODEL, device="cpu")
+        rows = []
+        for label, model in models.items():
+            result = accuracy(model, images, args.clicks, ["bf16", "int8"])
+            for precision, values in result.items():
+                rows.append([label, precision, *summary(values)])
+                print(rows[-1], flush=True)
+        print_table(
+            f"Mask IoU against fp32, {len(images)} DSB 2018 validation images, up to {args.clicks} clicks each",
+            ["model", "precision", "clicks", "min", "5th pct", "median", f"rule ({MEDIAN_RULE} / {P5_RULE})"],
+            rows,
+        )
+
+
+if __name__ == "__main__":
+    main()
