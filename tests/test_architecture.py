@@ -21,8 +21,9 @@ ALLOWED = {
     "training": {"engine", "images", "modeling", "synthetic", "progress"},
     "demo": {"engine", "checkpoints", "synthetic", "training"},
     "batch": {"api", "engine", "images", "checkpoints", "prompt_file", "progress"},
+    "tracking": {"engine", "images", "checkpoints", "modeling", "progress"},
     "cli": None,  # everything
-    "_widgets": {"api", "engine", "images", "checkpoints", "modeling", "prompt_file", "progress", "synthetic", "demo", "training"},
+    "_widgets": {"api", "engine", "images", "checkpoints", "modeling", "prompt_file", "progress", "synthetic", "demo", "training", "tracking"},
     "__init__": None,
     "__main__": {"cli"},
 }

@@ -34,6 +34,8 @@ _EXPORTS = {
     "BatchSummary": "batch.summary",
     "ensure_checkpoint": "checkpoints.download",
     "DownloadError": "checkpoints.download",
+    "track_everything": "tracking.everything",
+    "TrackingResult": "tracking.everything",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from .modeling.sam2 import SAM2Model
     from .progress import Cancelled
     from .prompt_file import PromptSession
+    from .tracking.everything import TrackingResult, track_everything
 
 
 def __getattr__(name: str):

@@ -118,11 +118,13 @@ def propagate_job(
     plan: FramePlan,
     direction: str,
     limits: tuple[int, int],
+    embedding_store: Any = None,
 ) -> Iterator[Any]:
     """Worker: prompt the tracker, then yield each frame's result as soon as it is tracked;
     progress counts distinct frames of the range (the start frame is tracked twice in 'both')."""
     tracker = tracking.StackTracker(
-        model, source.stack(index), precision=precision, normalization=source.normalization()
+        model, source.stack(index), precision=precision, normalization=source.normalization(),
+        embedding_store=embedding_store,  # frames the dock embedded in the background are read
     )
     low, high = limits
     total = high - low + 1
@@ -343,6 +345,7 @@ class PropagatePanel(QWidget):
             frame_plan,
             choices.direction,
             limits,
+            self.session.embedding_store,
             on_yield=self._write,
             on_finish=self._finished,
         )

@@ -1,0 +1,1 @@
+"""Tracking every object of a movie or z-stack automatically: detection, lineage, outputs."""

@@ -1,0 +1,242 @@
+"""Track every object of a movie or z-stack without prompts: new objects, divisions, lineage.
+
+On the first frame every object is detected (`detection.py`) and becomes a track; the memory
+tracker follows all of them, and on every frame:
+- a track whose object score stays low ends (`engine/object_ending.py`) and leaves the tracker;
+- a track whose mask falls into two large parts divides: it ends, and two daughter tracks
+  begin with it as parent (forward in time only);
+- a new object next to a track whose area dropped by a quarter is the other half of a division
+  (the track ends, its remaining mask and the new object become daughters);
+- any other object that no track covers becomes a new track (every `detect_every` frames).
+Frames are read lazily; the caller can stop at any frame and keep what is done.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.object_ending import ObjectEnding
+from ..engine.tracker import StackTracker
+from ..images.ctc import Tracks, ctc_tracks, write_ctc
+from ..images.normalization import Normalization
+from ..modeling.sam2 import SAM2Model
+from ..progress import ProgressCallback, StopCheck
+from .detection import detect_new, foreground_blobs
+from .lineage import Lineage, largest_part, split_parts, touches
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What counts as a new object, a division and an end. Defaults suit fluorescent nuclei."""
+
+    direction: str = "forward"  # "forward" (time order) or "backward" (last frame first)
+    detect_every: int = 1  # look for new objects every this many frames (1: every frame)
+    min_area: int | None = None  # pixels; None: a fifth of the first frame's median blob
+    divisions: bool = True  # look for divisions (forward only: backward they would be merges)
+    division_share: float = 0.25  # the smaller daughter holds at least this share of the two
+    area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
+    touch_distance: int = 3  # pixels between a dividing track and its second daughter
+    ending: ObjectEnding = field(default_factory=ObjectEnding)
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("forward", "backward"):
+            raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}.")
+        if self.detect_every < 1:
+            raise ValueError("detect_every must be at least 1 (frames between detections).")
+
+
+@dataclass
+class TrackingResult:
+    """Labels (T, H, W), one id per track; the track table; lineage child -> parent."""
+
+    labels: Any  # (T, H, W) uint32 array (or the `out` array given)
+    lineage: Lineage
+    frames_done: list[int]
+
+    @property
+    def completed(self) -> bool:
+        return len(self.frames_done) == len(self.labels)
+
+    @property
+    def tracks(self) -> np.ndarray:
+        """(N, 4) rows: track id, frame, centroid y, centroid x."""
+        return self.lineage.table()
+
+    @property
+    def parents(self) -> dict[int, int]:
+        """child -> parent of every track that has a parent."""
+        return self.lineage.children()
+
+    def ctc(self) -> tuple[np.ndarray, Tracks]:
+        """Labels and tracks following the Cell Tracking Challenge's rules (see images/ctc.py)."""
+        done = sorted(self.frames_done)
+        first = done[0] if done else 0
+        labels = np.asarray(self.labels[first : first + len(done)])
+        return ctc_tracks(labels, self.parents, first_frame=first)
+
+    def write_ctc(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """`maskNNN.tif` for every frame done and `res_track.txt`."""
+        labels, tracks = self.ctc()
+        first = sorted(self.frames_done)[0] if self.frames_done else 0
+        return write_ctc(out_dir, ((first + i, labels[i]) for i in range(len(labels))), tracks, overwrite)
+
+    def write_csv(self, path: str | Path) -> Path:
+        """The track table with each track's parent: track_id, frame, y, x, parent."""
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["track_id", "frame", "y", "x", "parent"])
+            for track, frame, y, x in self.tracks:
+                writer.writerow([int(track), int(frame), f"{y:.2f}", f"{x:.2f}", self.lineage.parent.get(int(track), 0)])
+        return path
+
+    def napari_tracks(self) -> tuple[np.ndarray, dict[int, list[int]]]:
+        """napari Tracks layer data (track id, t, y, x sorted by id then t) and its graph."""
+        data = self.tracks
+        data = data[np.lexsort((data[:, 1], data[:, 0]))] if len(data) else data
+        present = set(data[:, 0].astype(int).tolist())
+        graph = {c: [p] for c, p in self.parents.items() if c in present and p in present}
+        return data, graph
+
+
+def track_everything(
+    stack: Any,
+    model: SAM2Model | str | None = None,
+    settings: Settings | None = None,
+    precision: str = "auto",
+    normalization: str | Normalization | None = "auto",
+    out: Any = None,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    **options: Any,
+) -> TrackingResult:
+    """Track every object of a (T, H, W) movie or (Z, Y, X) stack (any array, read lazily).
+
+    model: a SAM2Model, a preset or checkpoint name, or None for the built-in model.
+    options: `Settings` fields (direction, detect_every, min_area, ...). out: a (T, H, W)
+    integer array to write into (e.g. a memmap); by default a new uint32 array. progress(done,
+    total) after each frame; should_stop() before each: stopping keeps the frames done.
+    on_frame(frame, labels) after each frame (the dock shows frames as they come).
+    """
+    settings = settings or Settings(**options)
+    if not isinstance(model, SAM2Model):
+        from ..checkpoints.loading import load_model
+
+        model = load_model(model)
+    tracker = StackTracker(model, stack, precision=precision, normalization=normalization, ending=settings.ending)
+    labels = np.zeros((tracker.num_frames, *tracker.frame_hw), np.uint32) if out is None else out
+    lineage = Lineage()
+    done: list[int] = []
+    for frame, frame_labels in iterate(tracker, settings, lineage):
+        labels[frame] = frame_labels
+        done.append(frame)
+        if on_frame is not None:
+            on_frame(frame, frame_labels)
+        if progress is not None:
+            progress(len(done), tracker.num_frames)
+        if should_stop is not None and should_stop():
+            break
+    tracker.frames.discard_pending()
+    return TrackingResult(labels, lineage, done)
+
+
+def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame, label image) in processing order while tracking everything."""
+    reverse = settings.direction == "backward"
+    order = list(range(tracker.num_frames))[:: -1 if reverse else 1]
+    divisions = settings.divisions and not reverse
+    min_area = split = None
+    areas: dict[int, int] = {}  # track -> area on the previous frame
+    for step, frame in enumerate(order):
+        if step + 1 < len(order):
+            tracker.frames.prefetch([order[step + 1]])
+        rgb = tracker.frames.get(frame)
+        if min_area is None:
+            min_area, split = _sizes(rgb, settings.min_area)
+        masks: dict[int, np.ndarray] = {}
+        if tracker.obj_ids:
+            result = tracker.track(frame, reverse, rgb)
+            for i, track in enumerate(result.obj_ids):
+                if result.ended[i]:
+                    tracker.remove_object(track)
+                    areas.pop(track, None)
+                elif result.masks[i].any():
+                    masks[track] = result.masks[i]
+        masks = _divide_split_masks(tracker, frame, masks, lineage, min_area, settings) if divisions else masks
+        masks = {t: largest_part(m) for t, m in masks.items()}
+        if step % settings.detect_every == 0:
+            covered = np.zeros(tracker.frame_hw, bool)
+            for m in masks.values():
+                covered |= m
+            for found in detect_new(tracker, frame, rgb, covered, min_area, split):
+                mother = _dividing_neighbour(found.mask, masks, areas, settings) if divisions and step else None
+                if mother is not None:
+                    tracker.remove_object(mother)
+                    first = lineage.new_track(frame, mother)
+                    masks[first] = masks.pop(mother)
+                    tracker.add_mask(frame, first, masks[first])
+                    second = lineage.new_track(frame, mother)
+                else:
+                    second = lineage.new_track(frame)
+                tracker.add_mask(frame, second, found.mask)
+                masks[second] = found.mask
+        frame_labels = np.zeros(tracker.frame_hw, np.uint32)
+        for track, mask in masks.items():
+            frame_labels[mask & (frame_labels == 0)] = track
+        lineage.record(frame, frame_labels)
+        areas = {t: int((frame_labels == t).sum()) for t in masks}
+        yield frame, frame_labels
+
+
+def _sizes(rgb: np.ndarray, min_area: int | None) -> tuple[int, int]:
+    """Smallest object area and the distance between blob centres that splits touching blobs,
+    from the first frame's blobs unless `min_area` is given."""
+    blobs = foreground_blobs(rgb, 16, 3)
+    areas = np.bincount(blobs.ravel())[1:]
+    median = float(np.median(areas[areas > 0])) if (areas > 0).any() else 400.0
+    if min_area is None:
+        min_area = max(16, int(0.2 * median))
+    radius = np.sqrt(max(median, min_area) / np.pi)
+    return int(min_area), max(2, int(0.8 * radius))
+
+
+def _divide_split_masks(
+    tracker: StackTracker, frame: int, masks: dict[int, np.ndarray], lineage: Lineage, min_area: int, settings: Settings
+) -> dict[int, np.ndarray]:
+    """Tracks whose mask fell into two large parts end; each part starts a daughter track."""
+    out = {}
+    for track, mask in masks.items():
+        parts = split_parts(mask, min_area, settings.division_share)
+        if not parts or lineage.first.get(track) == frame:
+            out[track] = mask
+            continue
+        tracker.remove_object(track)
+        for part in parts:
+            daughter = lineage.new_track(frame, track)
+            tracker.add_mask(frame, daughter, part)
+            out[daughter] = part
+    return out
+
+
+def _dividing_neighbour(
+    new: np.ndarray, masks: dict[int, np.ndarray], areas: dict[int, int], settings: Settings
+) -> int | None:
+    """The track next to a new object that lost area on this frame as a dividing mother would."""
+    area = int(new.sum())
+    best, best_drop = None, settings.area_drop
+    for track, mask in masks.items():
+        before = areas.get(track)
+        now = int(mask.sum())
+        if not before or not now:
+            continue
+        drop = now / before
+        if drop < best_drop and 0.4 <= area / now <= 2.5 and touches(mask, new, settings.touch_distance):
+            best, best_drop = track, drop
+    return best

@@ -1,0 +1,82 @@
+"""Tracks and their lineage while tracking everything: ids, first/last frames, parents, centroids,
+and the decisions about splits (divisions) read from masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass
+class Lineage:
+    """Every track: first and last frame, parent (0 = none), and its centroid on each frame."""
+
+    first: dict[int, int] = field(default_factory=dict)
+    last: dict[int, int] = field(default_factory=dict)
+    parent: dict[int, int] = field(default_factory=dict)
+    rows: list[tuple[int, int, float, float]] = field(default_factory=list)  # id, frame, y, x
+    next_id: int = 1
+
+    def new_track(self, frame: int, parent: int = 0) -> int:
+        track = self.next_id
+        self.next_id += 1
+        self.first[track] = frame
+        self.last[track] = frame
+        self.parent[track] = parent
+        return track
+
+    def record(self, frame: int, labels: np.ndarray) -> None:
+        """Add one frame's label image: centroids of every track on it, and where tracks last were."""
+        ids = np.unique(labels)
+        ids = ids[ids > 0]
+        if len(ids) == 0:
+            return
+        centres = ndimage.center_of_mass(np.ones_like(labels, dtype=np.uint8), labels, ids)
+        for track, (y, x) in zip(ids.tolist(), centres):
+            self.rows.append((track, frame, float(y), float(x)))
+            self.last[track] = frame  # the latest frame in processing order
+
+    def table(self) -> np.ndarray:
+        """(N, 4) float rows: track id, frame, centroid y, centroid x."""
+        return np.array(self.rows, dtype=np.float64).reshape(-1, 4)
+
+    def children(self) -> dict[int, int]:
+        """child -> parent for every track that has a parent."""
+        return {c: p for c, p in self.parent.items() if p}
+
+
+def split_parts(mask: np.ndarray, min_area: int, min_share: float) -> list[np.ndarray]:
+    """The two largest connected parts of `mask` when both are large enough to be daughters
+    (each at least `min_area` pixels and `min_share` of the two together); otherwise []."""
+    parts, n = ndimage.label(mask)
+    if n < 2:
+        return []
+    areas = np.bincount(parts.ravel())[1:]
+    order = np.argsort(areas)[::-1][:2]
+    a, b = areas[order[0]], areas[order[1]]
+    if b < min_area or b < min_share * (a + b):
+        return []
+    return [parts == order[0] + 1, parts == order[1] + 1]
+
+
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a mask (stray fragments of a tracked mask dropped)."""
+    parts, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    areas = np.bincount(parts.ravel())
+    areas[0] = 0
+    return parts == areas.argmax()
+
+
+def touches(a: np.ndarray, b: np.ndarray, distance: int) -> bool:
+    """Whether two masks come within `distance` pixels of each other."""
+    ys, xs = np.nonzero(a)
+    if len(ys) == 0:
+        return False
+    y0, y1 = max(ys.min() - distance, 0), ys.max() + distance + 1
+    x0, x1 = max(xs.min() - distance, 0), xs.max() + distance + 1
+    grown = ndimage.binary_dilation(a[y0:y1, x0:x1], iterations=distance)
+    return bool((grown & b[y0:y1, x0:x1]).any())

@@ -1,0 +1,171 @@
+"""Tracking every object: Cell Tracking Challenge files, lineage decisions, divisions, new and
+ending objects on a crafted movie, stopping, outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2.images.ctc import ctc_tracks, read_tracks, write_ctc
+from napari_sam2.tracking.lineage import Lineage, split_parts, touches
+
+
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+
+
+# ------------------------------------------------------------------ the challenge's format
+
+
+def test_ctc_tracks_split_gaps_and_keep_parents():
+    labels = np.zeros((6, 32, 32), np.uint32)
+    labels[0:2][:, _disc((32, 32), 16, 16, 5)] = 1  # mother, frames 0-1
+    labels[2:6][:, _disc((32, 32), 10, 16, 4)] = 2  # daughters from frame 2
+    labels[2:6][:, _disc((32, 32), 22, 16, 4)] = 3
+    for t in (0, 1, 4, 5):  # a gap on frames 2-3
+        labels[t][_disc((32, 32), 5, 5, 3)] = 4
+    out, tracks = ctc_tracks(labels, {2: 1, 3: 1})
+    assert tracks[1] == (0, 1, 0) and tracks[2] == (2, 5, 1) and tracks[3] == (2, 5, 1)
+    assert tracks[4] == (0, 1, 0) and tracks[5] == (4, 5, 4)  # the part after the gap: new label, parent 4
+    assert (out[4:6][labels[4:6] == 4] == 5).all()
+    # a parent that does not end before its child begins is dropped
+    _, tracks = ctc_tracks(labels, {2: 3})
+    assert tracks[2][2] == 0
+
+
+def test_ctc_writer_follows_the_format_rules(tmp_path):
+    validate = pytest.importorskip("ctc_metrics").validate_sequence
+    labels = np.zeros((5, 48, 48), np.uint32)
+    labels[0:2][:, _disc((48, 48), 24, 24, 6)] = 1
+    labels[2:][:, _disc((48, 48), 16, 24, 5)] = 2
+    labels[2:][:, _disc((48, 48), 32, 24, 5)] = 3
+    out, tracks = ctc_tracks(labels, {2: 1, 3: 1})
+    folder = write_ctc(tmp_path / "res", enumerate(out), tracks)
+    assert sorted(p.name for p in folder.glob("mask*.tif")) == [f"mask{t:03d}.tif" for t in range(5)]
+    assert read_tracks(folder / "res_track.txt") == tracks
+    assert validate(str(folder), threads=1)["Valid"] == 1
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_ctc(folder, enumerate(out), tracks)
+    write_ctc(folder, enumerate(out), tracks, overwrite=True)
+    # a broken result (a parent that ends after its daughters begin) fails the same validation
+    (folder / "res_track.txt").write_text("1 0 3 0\n2 2 4 1\n3 2 4 1\n")
+    with pytest.warns(UserWarning, match="Parent ends after child starts"):
+        assert validate(str(folder), threads=1)["Valid"] == 0
+
+
+# ------------------------------------------------------------------ lineage decisions
+
+
+def test_split_parts_needs_two_large_parts():
+    shape = (40, 40)
+    two = _disc(shape, 12, 20, 6) | _disc(shape, 28, 20, 6)
+    assert len(split_parts(two, min_area=20, min_share=0.25)) == 2
+    speck = _disc(shape, 12, 20, 8) | _disc(shape, 30, 20, 2)
+    assert split_parts(speck, min_area=20, min_share=0.25) == []
+    assert split_parts(_disc(shape, 20, 20, 8), 20, 0.25) == []
+    assert touches(_disc(shape, 12, 20, 6), _disc(shape, 21, 20, 2), 3)
+    assert not touches(_disc(shape, 12, 20, 6), _disc(shape, 30, 20, 2), 3)
+
+
+def test_lineage_table_and_graph():
+    lineage = Lineage()
+    mother = lineage.new_track(0)
+    frame = np.zeros((20, 20), np.uint32)
+    frame[5:10, 5:10] = mother
+    lineage.record(0, frame)
+    a, b = lineage.new_track(1, mother), lineage.new_track(1, mother)
+    frame = np.zeros((20, 20), np.uint32)
+    frame[0:4, 0:4], frame[12:16, 12:16] = a, b
+    lineage.record(1, frame)
+    table = lineage.table()
+    assert table.shape == (3, 4)
+    assert table[0].tolist() == [mother, 0, 7.0, 7.0]
+    assert lineage.children() == {a: mother, b: mother}
+
+
+# ------------------------------------------------------------------ the whole thing, built-in model
+
+
+def crafted_movie():
+    """9 frames, 128 px: a nucleus that divides at frame 4, one that leaves after frame 5, one
+    that enters at frame 6. Returns the movie and the true (first, last, parent) by name."""
+    shape = (128, 128)
+    movie = np.full((9, *shape), 100.0)
+    for t in range(9):
+        if t < 4:
+            movie[t][_disc(shape, 40, 40, 11)] = 1000
+        else:
+            d = 10 + 2 * (t - 4)
+            movie[t][_disc(shape, 40 - d, 40, 8)] = 1000
+            movie[t][_disc(shape, 40 + d, 40, 8)] = 1000
+        if t <= 5:
+            movie[t][_disc(shape, 95, 95, 10)] = 900
+        if t >= 6:
+            movie[t][_disc(shape, 30, 100, 10)] = 950
+    rng = np.random.default_rng(0)
+    return (movie + rng.normal(0, 20, movie.shape)).clip(0).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    from napari_sam2 import load_model
+
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def crafted_result(builtin):
+    from napari_sam2 import track_everything
+
+    return track_everything(crafted_movie(), builtin)
+
+
+def test_division_entering_and_leaving_on_a_crafted_movie(crafted_result):
+    labels, tracks = crafted_result.ctc()
+    def track_at(t, y, x):
+        return int(labels[t, y, x])
+    mother = track_at(0, 40, 40)
+    top, bottom = track_at(5, 28, 40), track_at(5, 52, 40)
+    leaving, entering = track_at(0, 95, 95), track_at(7, 30, 100)
+    assert len({mother, top, bottom, leaving, entering, 0}) == 6
+    assert tracks[mother] == (0, 3, 0)
+    assert tracks[top] == (4, 8, mother) and tracks[bottom] == (4, 8, mother)
+    assert tracks[leaving] == (0, 5, 0)
+    assert tracks[entering] == (6, 8, 0)
+    assert len(tracks) == 5
+    # the masks are the nuclei
+    truth = _disc((128, 128), 95, 95, 10)
+    got = labels[2] == leaving
+    assert (got & truth).sum() / (got | truth).sum() > 0.8
+
+
+def test_outputs_table_csv_and_napari_tracks(crafted_result, tmp_path):
+    data, graph = crafted_result.napari_tracks()
+    assert data.shape[1] == 4 and len(data) == len(crafted_result.tracks)
+    parents = crafted_result.parents
+    assert len(parents) == 2 and all(graph[c] == [p] for c, p in parents.items())
+    csv = crafted_result.write_csv(tmp_path / "tracks.csv").read_text().splitlines()
+    assert csv[0] == "track_id,frame,y,x,parent" and len(csv) == len(data) + 1
+    folder = crafted_result.write_ctc(tmp_path / "ctc")
+    assert len(list(folder.glob("mask*.tif"))) == 9
+
+
+def test_stopping_keeps_the_frames_done(builtin, tmp_path):
+    from napari_sam2 import track_everything
+
+    seen = []
+    result = track_everything(crafted_movie()[:5], builtin, should_stop=lambda: len(seen) >= 2, on_frame=lambda t, _: seen.append(t))
+    assert result.frames_done == [0, 1] and not result.completed
+    assert result.labels[:2].any(axis=(1, 2)).all() and not result.labels[2:].any()
+    folder = result.write_ctc(tmp_path / "partial")
+    assert sorted(p.name for p in folder.glob("mask*.tif")) == ["mask000.tif", "mask001.tif"]
+
+
+def test_bad_settings():
+    from napari_sam2.tracking.everything import Settings
+
+    with pytest.raises(ValueError, match="direction"):
+        Settings(direction="sideways")
+    with pytest.raises(ValueError, match="detect_every"):
+        Settings(detect_every=0)
