@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from . import batch, embedding, models, segmenting, training
+from . import batch, embedding, models, segmenting, tracking, training
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     segmenting.register(sub)
     training.register(sub)
     batch.register(sub)
+    tracking.register(sub)
     embedding.register(sub)
     models.register_benchmark(sub)
     return parser
