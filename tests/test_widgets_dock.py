@@ -400,3 +400,15 @@ def test_fine_tune_without_labels_says_what_to_do(make_napari_viewer, qtbot, mod
     widget.finetune_panel.button.click()
     assert "No labels to train on" in widget.finetune_panel.status.text()
     assert not widget.finetune_panel.job.busy
+
+
+def test_progress_wording(qtbot):
+    from napari_sam2._widgets._jobs import JobControl, JobPanel
+
+    panel = JobPanel(unit="planes")
+    qtbot.addWidget(panel)
+    panel.control, panel._title = JobControl(panel._relay), "Segmenting everything"
+    panel._on_progress(0.4, 1)
+    assert panel.label.text() == "Segmenting everything: 40 % of 1 plane"
+    panel._on_progress(3, 12)
+    assert panel.label.text().startswith("Segmenting everything: 3 of 12 planes done · ")

@@ -199,7 +199,7 @@ class JobPanel(QWidget):
             unit = self.unit[:-1] if total == 1 and self.unit.endswith("s") else self.unit
             text = f"{self._title}: {100 * done / total:.0f} % of {total:g} {unit}"
         else:
-            text = f"{self._title}: {shown:.{digits}f}/{of:.{digits}f} {self.unit}"
+            text = f"{self._title}: {shown:.{digits}f} of {of:.{digits}f} {self.unit} done"
         self._mirror(done, total)
         if done > 0:
             per = elapsed / done

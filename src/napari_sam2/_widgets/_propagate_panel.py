@@ -373,8 +373,10 @@ class PropagatePanel(QWidget):
                 f"Cancelled after {done} frame(s); they are kept (Ctrl-Z removes them)."
             )
         else:
+            ends = self._ends()
             self.status.setText(
-                f"Propagated through {done} frame(s). {self._ends()} Ctrl-Z undoes the whole run."
+                f"Propagated through {done} frame(s). {ends + ' ' if ends else ''}"
+                "Ctrl-Z undoes the whole run."
             )
             if done:
                 record = self.session.record
