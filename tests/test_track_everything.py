@@ -169,3 +169,30 @@ def test_bad_settings():
         Settings(direction="sideways")
     with pytest.raises(ValueError, match="detect_every"):
         Settings(detect_every=0)
+
+
+# ------------------------------------------------------------------ the dock
+
+
+def test_dock_tracks_everything_into_labels_and_a_tracks_layer_with_the_division(make_napari_viewer, qtbot, builtin):
+    from napari_sam2._widgets._main import SAM2Widget
+    from napari_sam2._widgets._track_everything_panel import LABELS_NAME, TRACKS_NAME
+
+    viewer = make_napari_viewer()
+    viewer.add_image(crafted_movie()[2:7], name="cells")  # mother on frames 0-1, daughters from 2
+    widget = SAM2Widget(viewer, load_model=False)
+    viewer.window.add_dock_widget(widget, name="SAM 2")
+    widget.session.set_model(builtin, "built-in")
+    panel = widget.track_everything_panel
+    assert panel.button.isEnabled()
+    with qtbot.waitSignal(panel.job.finished, timeout=600_000):
+        panel.run()
+    labels = viewer.layers[LABELS_NAME].data
+    assert labels.shape == (5, 128, 128) and all(labels[t].any() for t in range(5))
+    tracks = viewer.layers[TRACKS_NAME]
+    mother = int(labels[0, 40, 40])
+    daughters = {int(labels[3, 40 - 12, 40]), int(labels[3, 40 + 12, 40])}
+    assert mother and 0 not in daughters and len(daughters) == 2
+    assert {d: tracks.graph[d] for d in daughters} == {d: [mother] for d in daughters}
+    assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(labels[labels > 0]).tolist())
+    assert "1 division(s) on 5 frame(s)" in panel.status.text()

@@ -36,6 +36,7 @@ from ._propagate_panel import PropagatePanel
 from ._segment_panel import SegmentPanel
 from ._session import Session
 from ._session_panel import SessionPanel
+from ._track_everything_panel import TrackEverythingPanel
 
 _widgets: dict[int, weakref.ReferenceType[SAM2Widget]] = {}
 
@@ -99,6 +100,7 @@ class SAM2Widget(QScrollArea):
         self.segment_panel = SegmentPanel(self.session, self.prompts, self.output_panel)
         self.propagate_panel = PropagatePanel(self.session, self.prompts, self.output_panel)
         self.everything_panel = EverythingPanel(self.session)
+        self.track_everything_panel = TrackEverythingPanel(self.session)
         self.session_panel = SessionPanel(self.session, self.prompts, self.output_panel)
         self.finetune_panel = FinetunePanel(
             self.session,
@@ -116,6 +118,7 @@ class SAM2Widget(QScrollArea):
             "segment": Section("Segment (click or box, then commit)", self.segment_panel),
             "propagate": Section("Propagate through the stack", self.propagate_panel),
             "everything": Section("Segment everything", self.everything_panel),
+            "track everything": Section("Track everything (every cell, divisions)", self.track_everything_panel, open_=False),
             "prompts file": Section("Prompts file", self.session_panel, open_=False),
             "finetune": Section("Fine-tune on your labels", self.finetune_panel, open_=False),
             "shortcuts": Section("Shortcuts", self.help, open_=False),
@@ -137,6 +140,7 @@ class SAM2Widget(QScrollArea):
         for key, panel in (
             ("propagate", self.propagate_panel),
             ("everything", self.everything_panel),
+            ("track everything", self.track_everything_panel),
             ("model", self.model_panel),
             ("finetune", self.finetune_panel),
         ):

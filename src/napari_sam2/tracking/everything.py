@@ -98,11 +98,15 @@ class TrackingResult:
 
     def napari_tracks(self) -> tuple[np.ndarray, dict[int, list[int]]]:
         """napari Tracks layer data (track id, t, y, x sorted by id then t) and its graph."""
-        data = self.tracks
-        data = data[np.lexsort((data[:, 1], data[:, 0]))] if len(data) else data
-        present = set(data[:, 0].astype(int).tolist())
-        graph = {c: [p] for c, p in self.parents.items() if c in present and p in present}
-        return data, graph
+        return napari_tracks(self.tracks, self.parents)
+
+
+def napari_tracks(table: np.ndarray, parents: dict[int, int]) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """A track table as napari Tracks data (sorted by id, then t) and graph (child -> [parent])."""
+    data = table[np.lexsort((table[:, 1], table[:, 0]))] if len(table) else table.reshape(0, 4)
+    present = set(data[:, 0].astype(int).tolist())
+    graph = {c: [p] for c, p in parents.items() if c in present and p in present}
+    return data, graph
 
 
 def track_everything(
