@@ -80,7 +80,20 @@ def summary(values: list[float]) -> tuple[int, float, float, float, str]:
     return len(v), float(v.min()), p5, med, "yes" if med >= MEDIAN_RULE and p5 >= P5_RULE else "no"
 
 
-def speed(name: str, size: int, repeats: int) -> list[object]:
+def best_times(calls: dict, repeats: int, clock) -> dict[str, float]:
+    """Best time of each call by `clock`, interleaved (as common.time_interleaved)."""
+    for fn in calls.values():
+        fn()
+    best = {name: float("inf") for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            start = clock()
+            fn()
+            best[name] = min(best[name], clock() - start)
+    return best
+
+
+def speed(name: str, size: int, repeats: int, clock=None) -> list[object]:
     image = torch.randn(1, 3, size, size)
     ours = build_model(name, device="cpu", image_size=size)
     calls = {}
@@ -100,10 +113,12 @@ def speed(name: str, size: int, repeats: int) -> list[object]:
 
     calls["bf16"] = lambda: run(ours, bf16)
     calls["int8"] = lambda: run(quantized, int8)
+    calls["int8, rest fp32"] = lambda: run(quantized, torch.float32)
     with torch.inference_mode():
-        best = time_interleaved(calls, repeats)
-    ref_time = best.get("official", float("nan"))
-    return [name, ref_time, best["bf16"], best["int8"], best["bf16"] / ref_time, best["int8"] / ref_time]
+        best = time_interleaved(calls, repeats) if clock is None else best_times(calls, repeats, clock)
+    ref = best.get("official", float("nan"))
+    return [name, ref, best["bf16"], best["int8"], best["int8, rest fp32"],
+            best["bf16"] / ref, best["int8"] / ref, best["int8, rest fp32"] / ref]
 
 
 def main() -> None:
@@ -116,13 +131,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--built-in-only", action="store_true", help="accuracy of the built-in model only")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by the process's CPU time (less disturbed than wall time on a busy machine)")
     args = parser.parse_args()
     print(machine_line())
     if not args.skip_speed:
-        rows = [speed(name, args.size, args.repeats) for name in args.variants]
+        import time
+
+        clock = time.process_time if args.cpu_time else None
+        rows = [speed(name, args.size, args.repeats, clock) for name in args.variants]
         print_table(
-            f"Embedding seconds at {args.size} px (best of {args.repeats}, interleaved)",
-            ["variant", "official fp32", "ours bf16", "ours int8", "bf16 / official", "int8 / official"],
+            f"Embedding {'CPU ' if args.cpu_time else ''}seconds at {args.size} px (best of {args.repeats}, interleaved)",
+            ["variant", "official fp32", "ours bf16", "ours int8", "ours int8, rest fp32",
+             "bf16 / official", "int8 / official", "int8 rest fp32 / official"],
             rows,
         )
     if not args.skip_accuracy:
@@ -130,7 +152,7 @@ def main() -> None:
             raise SystemExit(f"no validation images at {args.data}: pass --data")
         images = load_images(args.data, args.images)
         models = {}
-        for name in args.variants:
+        for name in [] if args.built_in_only else args.variants:
             torch.manual_seed(0)
             models[f"{name} (random weights)"] = build_model(name, device="cpu", image_size=args.size)
         from napari_sam2.checkpoints.loading import load_model

@@ -25,7 +25,10 @@ pytestmark = pytest.mark.usefixtures("own_settings")
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_model("sam2.1_hiera_test", device="cpu", image_size=128)
+    m = build_model("sam2.1_hiera_test", device="cpu", image_size=128)
+    with torch.no_grad():  # objects present, so that tracked masks are not empty
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    return m
 
 
 @pytest.fixture
@@ -120,3 +123,21 @@ def test_a_second_session_on_the_same_stack_computes_no_embedding(make_napari_vi
     qtbot.waitUntil(lambda: background.ready == 4 and not background.running, timeout=TIMEOUT)
     store = second.session.embedding_store
     assert calls == [] and store.hits >= 4 and store.writes == 0
+
+
+def test_propagating_in_the_dock_reads_the_precomputed_planes(make_napari_viewer, qtbot, model, precompute, monkeypatch):
+    viewer = make_napari_viewer()
+    widget = open_dock(viewer, model, plane=0, n=5)
+    background = widget.segment_panel.background
+    qtbot.waitUntil(lambda: background.ready == 5 and not background.running, timeout=TIMEOUT)
+    widget.prompts.points.add([0, 32, 32])
+    qtbot.waitUntil(lambda: widget.segment_panel.loop.preview is not None, timeout=TIMEOUT)
+    widget.output_panel.target()
+    calls = []
+    original = model.encode_image
+    monkeypatch.setattr(model, "encode_image", lambda x: calls.append(1) or original(x))
+    widget.propagate()
+    with qtbot.waitSignal(widget.propagate_panel.job.finished, timeout=TIMEOUT):
+        pass
+    assert calls == [] and widget.session.embedding_store.hits >= 5
+    assert (viewer.layers["SAM2 labels"].data > 0).any()
