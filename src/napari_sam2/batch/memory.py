@@ -7,7 +7,6 @@ tensors of stride-4 tokens x the trunk's width (measured: 115 MB for tiny at 512
 
 from __future__ import annotations
 
-import os
 
 ACTIVATION_FACTOR = 20
 MAX_BATCH = {"cpu": 4, "cuda": 32, "mps": 8}  # beyond this a CPU gains nothing, a GPU little
@@ -31,17 +30,10 @@ def available_bytes(device) -> int:
 
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30  # unknown: assume 4 GB
+    from ..images.checks import available_ram
+
+    free = available_ram()
+    return 4 << 30 if free is None else free  # unknown: assume 4 GB
 
 
 def auto_batch_size(model, frame_hw: tuple[int, int], free: int | None = None) -> int:

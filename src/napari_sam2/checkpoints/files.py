@@ -33,12 +33,34 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "GLOBAL" in str(err) or "Unsupported global" in str(err):
+        if _is_refused(err):
             raise _refused_error(path, err) from None
         raise _corrupt_error(path) from None
-    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile, OSError, ValueError):
+    except PermissionError:
+        raise CheckpointError(f"cannot read {path}: permission denied.") from None
+    except Exception:  # any other reader error (truncated archive or pickle, bad records)
         raise _corrupt_error(path) from None
-    return _split_state_dict(path, obj)
+    state, extra = _split_state_dict(path, obj)
+    check_finite_weights(path, state)
+    return state, extra
+
+
+def _is_refused(err: Exception) -> bool:
+    """Whether torch's weights-only reader refused content (code, classes, unknown pickle
+    instructions), as opposed to meeting the end of a truncated file."""
+    text = str(err)
+    return any(word in text for word in ("GLOBAL", "Unsupported global", "Unsupported operand", "Unsupported class"))
+
+
+def check_finite_weights(path: str | Path, state: StateDict) -> None:
+    """Refuse weights holding NaN or infinity: they load, then give NaN scores and empty masks."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: tensor {name} holds {bad} NaN or infinite values; the weights are broken "
+                "(e.g. a diverged training run): use an earlier checkpoint or download the file again."
+            )
 
 
 def _looks_like_torch_file(path: Path) -> bool:
@@ -87,7 +109,7 @@ def _refused_error(path: Path, err: Exception) -> CheckpointError:
     first = next((line for line in str(err).splitlines() if "GLOBAL" in line), "")
     detail = f" ({first.strip()})" if first else ""
     return CheckpointError(
-        f"Refused to load {path}: besides tensors it asks to run or import Python code{detail}. "
+        f"Refused to load {path} as unsafe: besides tensors it asks to run or import Python code{detail}. "
         "Checkpoints are loaded with weights_only=True because a pickle can run arbitrary code; "
         "use the official .pt files or re-save the weights as {'model': model.state_dict()}."
     )

@@ -68,6 +68,12 @@ def resolve_hf_id(model_id: str, filename: str | None = None, offline: bool | No
     for known repositories, else to the repository's only .pt/.pth file."""
     info = known_repo(model_id)
     hub = _hub()
+    if hub is None and info is None and is_offline(offline):
+        raise CheckpointError(
+            f"{model_id!r} is not a preset, a known SAM 2 repository or an existing file, and "
+            "napari-sam2 is offline: check the name, pass a checkpoint file, or go online with "
+            "huggingface_hub installed to fetch other repositories."
+        )
     if hub is None:
         instead = (
             f", or use the preset name {info.name!r}, which downloads the same weights"

@@ -41,6 +41,7 @@ _CLI_NAMES = (
     (re.compile(r"channels=\[([-\d, ]*?)\]"), lambda m: "--channels " + m.group(1).replace(" ", "")),
     (re.compile(r"channels=(?=[\s,;.])"), "--channels"),
     (re.compile(r"channels="), "--channels "),
+    (re.compile(r"channel_axis=(?=[\s,;.])"), "--channel-axis"),
     (re.compile(r"channel_axis="), "--channel-axis "),
     (re.compile(r"stack_axis="), "--axis "),
 )
@@ -71,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     expected = (CheckpointError, ImageInputError, PromptsFileError, PromptError, ValueError, KeyError, OSError)
     try:
         return args.handler(args) or 0
-    except KeyboardInterrupt:
-        print("\nnapari-sam2: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"\nnapari-sam2: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     except Cancelled as err:
         print(f"napari-sam2: stopped: {err}", file=sys.stderr)

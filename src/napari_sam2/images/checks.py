@@ -51,6 +51,12 @@ def channel_axis_of(
                 f"channel_axis={channel_axis} is out of range for an array of shape {shape}."
             )
         return channel_axis % ndim
+    if ndim >= 3 and channels is None and shape[-1] < MIN_SIDE and shape[-2] < MIN_SIDE:
+        raise ImageInputError(  # (N, 16, 16): frames too small, not 16 channels
+            f"array of shape {shape} is too small: its frames are {shape[-2]}x{shape[-1]} pixels "
+            f"(or {shape[-3]}x{shape[-2]} with {shape[-1]} channels); SAM 2 needs at least "
+            f"{MIN_SIDE}x{MIN_SIDE}: pad it (np.pad) or upsample it first."
+        )
     if ndim >= 3 and (channels is not None or shape[-1] < MIN_SIDE):
         return ndim - 1
     return None
@@ -83,6 +89,42 @@ def resolve_channels(n_channels: int, channels: ChannelChoice) -> tuple[int, ...
             )
         resolved.append(int(c) % n_channels)
     return tuple(resolved)
+
+
+# Peak bytes per pixel of segmenting one frame at full resolution: the float32 RGB copy, its
+# normalised and resized versions, and the full-size mask logits (measured 37-39 B/px for a
+# uint16 image, 3000-5000 px square, built-in model, CPU).
+PEAK_BYTES_PER_PIXEL = 40
+
+
+def available_ram() -> int | None:
+    """The machine's available memory in bytes (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except (ImportError, AttributeError, OSError):
+        return None
+
+
+def check_fits_in_memory(h: int, w: int, available: int | None = None) -> None:
+    """Refuse, before allocating, a frame whose preparation and masks would not fit in memory
+    (a 20000 x 20000 image needs ~16 GB), with the figures and the fix."""
+    available = available_ram() if available is None else available
+    need = PEAK_BYTES_PER_PIXEL * int(h) * int(w)
+    if available is not None and need > available:
+        raise ImageInputError(
+            f"image is {h}x{w} pixels: segmenting it at full resolution needs about "
+            f"{need / 1e9:.1f} GB of memory but {available / 1e9:.1f} GB is available; crop it or "
+            "downscale it first (e.g. skimage.transform.rescale or image[::2, ::2])."
+        )
 
 
 def check_finite(x: np.ndarray) -> None:

@@ -20,6 +20,7 @@ from .checks import (
     channel_axis_of,
     check_dtype,
     check_finite,
+    check_fits_in_memory,
     resolve_channels,
 )
 from .normalization import Normalization, auto_normalization
@@ -60,6 +61,7 @@ def _layout_image(
     else:
         arr = np.moveaxis(arr, axis, -1)
     h, w, n_in = arr.shape
+    check_fits_in_memory(h, w)  # before any float copy of a huge frame
     if h < MIN_SIDE or w < MIN_SIDE:
         raise ImageInputError(
             f"image is {h}x{w} pixels; SAM 2 needs at least {MIN_SIDE}x{MIN_SIDE}: "
@@ -118,7 +120,8 @@ def prepare_image(
                 f"normalization={normalization!r} is not understood; "
                 "use 'auto', None or a Normalization."
             )
-        normalization = auto_normalization(x if channels is None else image, channels, channel_axis)
+        source = image if channels is not None or np.asarray(image).dtype == np.bool_ else x
+        normalization = auto_normalization(source, channels, channel_axis)
     if not isinstance(normalization, Normalization):
         raise ImageInputError(
             "normalization must be 'auto', None or a Normalization, "

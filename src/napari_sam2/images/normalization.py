@@ -81,36 +81,87 @@ def _sample_pixels(data: Any, channel_axis: int | None, max_samples: int) -> tup
 
 
 def _percentile_limits(
-    samples: np.ndarray, low: float, high: float, sparse_objects: bool = True
+    samples: np.ndarray, low: float, high: float, object_level: bool = True
 ) -> tuple[list[float], list[float]]:
-    """Per-column percentiles; where they coincide (e.g. sparse bright spots), min/max instead.
-
-    With `sparse_objects`, the high limit is at least the bright objects' own level.
-    """
+    """Per-column limits: the low percentile, and the high percentile or, with `object_level`,
+    the one that maps the objects' typical value to 0.5; where they coincide (sparse bright
+    spots), min/max instead."""
     lows, highs = [], []
     for c in range(samples.shape[1]):
         column = samples[:, c]
-        lo, hi = np.percentile(column, [low, high])
+        lo, hi = _percentiles(column, [low, high])
+        if object_level:
+            hi = _object_level(column, float(lo), default=float(hi))
         if hi <= lo:
             lo, hi = column.min(), column.max()
-        elif sparse_objects:
-            hi = max(hi, _bright_object_level(column))
         lows.append(float(lo))
         highs.append(float(hi))
     return lows, highs
 
 
-def _bright_object_level(column: np.ndarray) -> float:
-    """The 90th percentile of the pixels above the triangle threshold (the bright tail).
+def _object_level(column: np.ndarray, low: float, default: float) -> float:
+    """The high limit that maps the objects' median value to 0.5: low + 2 (median - low).
 
-    Where bright objects cover under ~2% of the image (a few nuclei in a large field), the high
-    percentile falls in the background: the objects saturate and their blur halo turns bright
-    enough to be taken for object. Elsewhere this level is below the high percentile.
+    Objects are the pixels above the lower of two three-class Otsu thresholds (background,
+    objects, a few much brighter objects), or above the two-class Otsu threshold where that
+    split fell inside the background (more than half the image above it: sparse objects).
+    A high percentile of the whole image instead depends on how much of it the objects cover:
+    with a few nuclei in a large field it falls in the background (every nucleus saturates and
+    its blur halo looks like object), and a few saturated mitotic nuclei push it so high that
+    the others turn dim. DSB 2018 fluorescence (180 training images): median nucleus 0.53 of
+    the range either way, but 0.47 instead of 0.33 in the dimmest tenth of images.
     """
-    from skimage.filters import threshold_triangle
+    threshold = _threshold(column, "multiotsu")
+    if np.count_nonzero(column > threshold) > column.size // 2:
+        threshold = _threshold(column, "otsu")
+    objects = column[column > threshold]
+    if objects.size < 16:
+        return default
+    median = float(_percentiles(objects, [50])[0])
+    return low + 2.0 * (median - low) if median > low else default
 
-    bright = column[column > threshold_triangle(column, nbins=256)]
-    return float(np.percentile(bright, 90)) if bright.size >= 16 else -math.inf
+
+_MAX_INTEGER_BINS = 1 << 16  # integer ranges up to this get one histogram bin per value
+
+
+def _threshold(column: np.ndarray, method: str = "otsu") -> float:
+    """scikit-image's Otsu, three-class Otsu (its lower threshold) or triangle threshold, at
+    bounded cost for every dtype and value range.
+
+    skimage gives integer data one bin per value (4 GiB of bins for a uint32 image holding 0 and
+    2^32-1) and float data spanning near +/-1e308 overflows its bin width; those get 256 bins
+    (of the halved values where the span overflows). Narrow integer ranges keep skimage's
+    one-bin-per-value result, except for three-class Otsu, whose cost grows with the square of
+    the bins."""
+    from skimage.filters import threshold_multiotsu, threshold_otsu, threshold_triangle
+
+    def threshold(values: np.ndarray) -> float:
+        if values.min() == values.max():
+            return float(values.min())
+        if method == "otsu":
+            return float(threshold_otsu(values, nbins=256))
+        if method == "multiotsu":
+            try:
+                return float(threshold_multiotsu(values, classes=3, nbins=256)[0])
+            except ValueError:  # two distinct values: no three classes
+                return float(threshold_otsu(values, nbins=256))
+        return float(threshold_triangle(values, nbins=256))
+
+    if column.dtype.kind in "iub":
+        if method != "multiotsu" and int(column.max()) - int(column.min()) < _MAX_INTEGER_BINS:
+            return threshold(column)
+        column = column.astype(np.float64)
+    if not math.isfinite(float(column.max()) - float(column.min())):
+        return 2.0 * threshold(column * 0.5)
+    return threshold(column)
+
+
+def _percentiles(column: np.ndarray, q: Sequence[float]) -> np.ndarray:
+    """np.percentile, also where interpolating between values near +/-1e308 would overflow."""
+    values = np.percentile(column, q)
+    if not np.isfinite(values).all():
+        values = 2.0 * np.percentile(column * 0.5, q)
+    return values
 
 
 @dataclass(frozen=True)
@@ -174,14 +225,14 @@ class Normalization:
         channels: ChannelChoice = None,
         channel_axis: int | None = None,
         max_samples: int = DEFAULT_MAX_SAMPLES,
-        sparse_objects: bool = True,
+        object_level: bool = False,
     ) -> Normalization:
         """Percentile limits of an image or a whole stack (leading axes = frames), per channel.
 
         At most ~`max_samples` pixels are read (evenly spaced frames, regular grid; deterministic).
-        sparse_objects: where bright objects cover too little of the image for the high
-        percentile to reach them, the high limit is their own level instead (the 90th
-        percentile of the pixels above the triangle threshold), so that they do not saturate.
+        object_level: the high limit maps the objects' median value to 0.5 (see `_object_level`)
+        instead of being the `high` percentile, so that neither sparse objects nor a few
+        saturated ones set it (what `auto_normalization` uses).
         """
         if not 0.0 <= low < high <= 100.0:
             raise ImageInputError(
@@ -205,7 +256,7 @@ class Normalization:
         if dtype == np.bool_:
             samples = samples.astype(np.uint8)
         check_finite(samples[:, None, :])
-        lows, highs = _percentile_limits(samples, low, high, sparse_objects)
+        lows, highs = _percentile_limits(samples, low, high, object_level)
         return cls(low=lows, high=highs, method="percentiles", detail=f"p{low}-p{high} of {note}")
 
     def apply(self, image: np.ndarray) -> np.ndarray:
@@ -237,14 +288,18 @@ def auto_normalization(
     """The one 'auto' rule, used by every path (widget, API, CLI, batch, tracker, training).
 
     8-bit RGB(A) pictures with no channel choice are divided by 255, as the official predictor
-    does; everything else (8/16-bit gray, float, chosen channels) gets one set of limits from the
-    whole image or stack (leading axes = frames), so every slice of a stack is scaled alike.
+    does; everything else (8/16-bit gray, float, chosen channels) is mapped from its 1st
+    percentile (0) to twice the objects' median value above it (1), so that the typical object
+    sits at 0.5 (`_object_level`), with one set of limits from the whole image or stack (leading
+    axes = frames), so every slice of a stack is scaled alike.
     """
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
     shape = tuple(int(s) for s in data.shape)
+    if np.dtype(data.dtype) == np.bool_:
+        return Normalization.from_limits(0.0, 1.0)  # a mask is 0 / 1 already
     if np.dtype(data.dtype) == np.uint8 and channels is None and len(shape) >= 3:
         axis = channel_axis_of(shape, None, channel_axis)
         if axis is not None and axis % len(shape) == len(shape) - 1 and shape[-1] in (3, 4):
             return Normalization.identity_uint8()
-    return Normalization.from_percentiles(data, channels=channels, channel_axis=channel_axis)
+    return Normalization.from_percentiles(data, channels=channels, channel_axis=channel_axis, object_level=True)

@@ -5,15 +5,24 @@ A run folder holds `state.pt` (model, optimiser, step, best score: enough to res
 `load_model` reads), `best.json` (what it was trained on, how long, and its metrics) and
 `log.csv` (losses per step). The data of step n are drawn from (seed, n), so a resumed run sees
 exactly the data an uninterrupted one would have seen.
+
+The state is saved every `checkpoint_every` steps, every `checkpoint_seconds`, and when the run
+is interrupted (Ctrl-C finishes the step under way, saves, then stops; a second Ctrl-C stops at
+once and keeps the last save). On resume, log rows after the saved step are dropped, so the logs
+always describe the resumed run exactly once per step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,6 +71,7 @@ class TrainConfig:
     local_memory_init: bool = False
     eval_every: int = 250
     checkpoint_every: int = 50
+    checkpoint_seconds: float = 600.0  # also save the state this often (long steps, slow machines)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -130,8 +140,12 @@ class Trainer:
         return self.run_dir / "state.pt"
 
     def _resume(self) -> None:
-        if not self.state_path.exists():
-            return
+        if self.state_path.exists():
+            self._load_state()
+        for name in ("log.csv", "eval.csv"):  # rows of steps after the saved state are redone
+            _trim_log(self.run_dir / name, self.step)
+
+    def _load_state(self) -> None:
         state = torch.load(self.state_path, map_location=self.model.device, weights_only=True)
         saved = state["config"]
         if saved["trainable"] != self.config.trainable or saved["seed"] != self.config.seed:
@@ -139,8 +153,19 @@ class Trainer:
                 f"{self.run_dir} holds a run with trainable={saved['trainable']!r}, seed={saved['seed']}; "
                 "resume it with the same settings or choose another folder."
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        model = (self.model.config.name, self.model.image_size)
+        saved_model = (state.get("architecture", model[0]), state.get("image_size", model[1]))
+        try:
+            if saved_model != model:
+                raise RuntimeError("another architecture")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError):
+            raise ValueError(
+                f"{self.run_dir} holds a run of {saved_model[0]} at {saved_model[1]} px, which does not "
+                f"match the model given ({model[0]} at {model[1]} px); resume it with the same "
+                "--model / --from-scratch and --image-size, or choose another folder."
+            ) from None
         self.step, self.best, self.best_step = int(state["step"]), float(state["best"]), int(state["best_step"])
         self.seconds = float(state.get("seconds", 0.0))
 
@@ -156,10 +181,13 @@ class Trainer:
                 "best_step": self.best_step,
                 "seconds": self.seconds,
                 "config": asdict(self.config),
+                "architecture": self.model.config.name,
+                "image_size": self.model.image_size,
             },
             tmp,
         )
         os.replace(tmp, self.state_path)
+        self._saved_at = time.monotonic()
 
     # ------------------------------------------------------------------ loop
 
@@ -232,21 +260,27 @@ class Trainer:
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / "log.csv"
-        while self.step < c.steps:
-            if should_stop is not None and should_stop():
-                self._save_state()
-                raise Cancelled(f"stopped at step {self.step}; run again to resume")
-            start = time.perf_counter()
-            stats = self.train_step()
-            self.seconds += time.perf_counter() - start
-            self.step += 1
-            _append_log(log_path, self.step, stats)
-            if self.step % c.eval_every == 0 or self.step == c.steps:
-                self._evaluate()
-            if self.step % c.checkpoint_every == 0 or self.step == c.steps:
-                self._save_state()
-            if progress is not None:
-                progress(self.step, c.steps, stats)
+        self._saved_at = time.monotonic()
+        with _interrupt_between_steps() as interrupted:
+            while self.step < c.steps:
+                if interrupted():
+                    self._save_state()
+                    raise KeyboardInterrupt(f"interrupted at step {self.step}; the state is saved, run again to resume")
+                if should_stop is not None and should_stop():
+                    self._save_state()
+                    raise Cancelled(f"stopped at step {self.step}; run again to resume")
+                start = time.perf_counter()
+                stats = self.train_step()
+                self.seconds += time.perf_counter() - start
+                self.step += 1
+                _append_log(log_path, self.step, stats)
+                if self.step % c.eval_every == 0 or self.step == c.steps:
+                    self._evaluate()
+                due = time.monotonic() - self._saved_at >= c.checkpoint_seconds
+                if self.step % c.checkpoint_every == 0 or self.step == c.steps or due:
+                    self._save_state()
+                if progress is not None:
+                    progress(self.step, c.steps, stats)
         return self.metadata()
 
     def _evaluate(self) -> None:
@@ -290,6 +324,44 @@ def _folder_score(model: SAM2Model, validation) -> float:
 
 _STEP_COLUMNS = ("loss", "mask", "iou_loss", "presence", "iou")
 LOG_COLUMNS = (*_STEP_COLUMNS, *(f"video_{k}" for k in _STEP_COLUMNS[1:]))
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps():
+    """Within the block, a first Ctrl-C (SIGINT) only sets a flag that the loop checks between
+    steps (so the state saved is never half an optimiser step); a second one interrupts at once.
+    Outside the main thread signals cannot be caught and Ctrl-C interrupts as usual."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag.is_set
+        return
+
+    def on_sigint(signum, frame):
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+        print("\ninterrupting after this step (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the rows of steps after `step` (done after the last save, so done again on resume)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
 
 
 def _append_log(path: Path, step: int, stats: dict, columns: tuple[str, ...] = LOG_COLUMNS) -> None:
