@@ -36,10 +36,17 @@ def disk_image(h=96, w=128, bg: float = 1000, levels=(3000, 5000), dtype=np.uint
 # --------------------------------------------------------------------------------------------
 
 
+def test_auto_maps_background_to_0_and_the_typical_object_to_half():
+    img = disk_image(levels=(3000, 3000))
+    out = prepare_image(img)
+    assert out[0, 0, 0] == 0.0 and out[20, 20, 0] == pytest.approx(0.5, abs=1e-7)
+    assert out[60, 90, 0] == pytest.approx(0.5, abs=1e-7)
+
+
 def test_uint16_percentiles_map_known_objects():
     # bg 1000 (> 1 % of pixels), brightest 5000 (> 0.2 %): p1 = 1000, p99.8 = 5000
     img = disk_image()
-    out = prepare_image(img)
+    out = prepare_image(img, Normalization.from_percentiles(img))
     assert out.shape == (96, 128, 3) and out.dtype == np.float32
     assert np.all(out[..., 0] == out[..., 1]) and np.all(out[..., 1] == out[..., 2])  # gray
     assert out[0, 0, 0] == 0.0
@@ -48,19 +55,18 @@ def test_uint16_percentiles_map_known_objects():
 
 
 def test_12_bit_data_is_stretched_not_divided_by_65535():
-    img = disk_image(bg=0, levels=(2048, 4095))
+    img = disk_image(bg=0, levels=(4095, 4095))
     out = prepare_image(img)
-    assert out[60, 90, 0] == 1.0  # a naive /65535 would give 0.06
-    assert out[20, 20, 0] == pytest.approx(2048 / 4095, abs=1e-6)
+    assert out[60, 90, 0] == pytest.approx(0.5, abs=1e-6)  # a naive /65535 would give 0.06
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int32, np.int8])
 def test_other_dtypes_map_the_same_way(dtype):
-    img = disk_image(bg=-20, levels=(10, 40), dtype=dtype)
+    img = disk_image(bg=-20, levels=(10, 10), dtype=dtype)
     out = prepare_image(img)
     assert out[0, 0, 0] == 0.0
-    assert out[20, 20, 0] == pytest.approx(0.5, abs=1e-6)
-    assert out[60, 90, 0] == pytest.approx(1.0, abs=1e-6)
+    assert out[20, 20, 0] == pytest.approx(0.5, abs=1e-3)
+    assert out[60, 90, 0] == pytest.approx(0.5, abs=1e-3)
 
 
 def test_float_image_with_fractional_values():
@@ -92,7 +98,7 @@ def test_sparse_bright_spots_survive_when_percentiles_coincide():
 @pytest.mark.parametrize("size, sparse", [(1024, True), (256, False)])
 def test_few_nuclei_in_a_large_field_do_not_saturate(size, sparse):
     """10 nuclei in 1024 x 1024 cover 0.16 % of it: p99.8 alone falls in the background, every
-    nucleus pixel saturates and the blur halo turns bright. Dense fields keep p99.8."""
+    nucleus pixel saturates and the blur halo turns bright. The objects' own level does not."""
     from scipy import ndimage as ndi
 
     from napari_sam2.synthetic import nuclei_image
@@ -100,17 +106,32 @@ def test_few_nuclei_in_a_large_field_do_not_saturate(size, sparse):
     image, labels = nuclei_image((size, size), 10 if sparse else 12, seed=11, radius=(6, 9))
     nuclei = labels > 0
     ring = ndi.binary_dilation(nuclei, iterations=3) & ~nuclei
-    norm = Normalization.from_percentiles(image)
-    plain = Normalization.from_percentiles(image, sparse_objects=False)
+    norm = Normalization.from_percentiles(image, object_level=True)
+    plain = Normalization.from_percentiles(image)
     out = prepare_image(image, norm)[..., 0]
-    assert (out[nuclei] >= 1.0).mean() < 0.25  # measured 0.18 (sparse), 0.07 (dense)
-    assert out[ring].mean() < 0.2  # measured 0.14, 0.12
+    assert (out[nuclei] >= 1.0).mean() < 0.25
+    assert out[ring].mean() < 0.2
+    assert norm.low == plain.low
     if sparse:
         before = prepare_image(image, plain)[..., 0]
         assert (before[nuclei] >= 1.0).mean() > 0.9 and before[ring].mean() > 0.5
-        assert norm.high[0] > 3 * plain.high[0] and norm.low == plain.low
-    else:
-        assert norm == plain
+        assert norm.high[0] > 3 * plain.high[0]
+
+
+def test_a_few_saturated_nuclei_do_not_dim_the_others():
+    """Three mitotic nuclei 5x brighter than 30 others: p99.8 lands on them and the others go
+    dim; the objects' own level keeps them bright."""
+    from napari_sam2.synthetic import nuclei_image
+
+    image, labels = nuclei_image((256, 256), 33, seed=3, radius=(6, 8))
+    image = image.astype(np.float32)
+    bright = np.isin(labels, [1, 2, 3])
+    image[bright] *= 5
+    others = (labels > 3)
+    plain = prepare_image(image, Normalization.from_percentiles(image))[..., 0]
+    ours = prepare_image(image)[..., 0]
+    assert np.median(plain[others]) < 0.2 and np.median(ours[others]) > 0.4  # measured 0.17, 0.45
+    assert (ours[others] >= 1.0).mean() < 0.1
 
 
 def test_contrast_limits_clip_and_scale():
@@ -152,9 +173,11 @@ def test_shared_normalization_gives_the_same_object_value_on_every_slice():
     stack = make_stack()
     norm = Normalization.from_percentiles(stack)
     shared = [prepare_image(s, normalization=norm)[20, 20, 0] for s in stack]
-    own = [prepare_image(s)[20, 20, 0] for s in stack]
+    own = [prepare_image(s, Normalization.from_percentiles(s))[20, 20, 0] for s in stack]
     assert len(set(shared)) == 1 and 0.0 < shared[0] < 1.0
-    assert len(set(np.round(own, 4))) == len(stack)  # per-slice stretching flickers
+    assert len(set(np.round(own, 4))) == len(stack)  # per-slice percentiles flicker
+    objects = [prepare_image(s)[20, 20, 0] for s in stack]  # the objects' level ignores the hot spot
+    assert np.allclose(objects, 0.5, atol=1e-6)
 
 
 def test_stack_percentiles_are_computed_over_all_frames():
@@ -237,8 +260,8 @@ def test_channel_selection_maps_to_rgb():
 
 def test_channel_selection_with_auto_stretches_each_channel():
     out = prepare_image(multichannel(), channels=(0, 4))
-    assert out[0, 0, 0] == 0.0 and out[10, 10, 0] == 1.0
-    assert out[0, 0, 1] == 0.0 and out[10, 10, 1] == 1.0
+    assert out[0, 0, 0] == 0.0 and out[10, 10, 0] == pytest.approx(0.5)
+    assert out[0, 0, 1] == 0.0 and out[10, 10, 1] == pytest.approx(0.5)
     assert not out[..., 2].any()
 
 
