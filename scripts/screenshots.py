@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def main() -> None:
     window.resize(*SIZE)
     for data, meta, kind in _sample_data.zstack():
         getattr(viewer, f"add_{kind}")(data, **meta)
-    widget = SAM2Widget(viewer)
+    widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2", area="right")
     official = weights_present("sam2.1_hiera_tiny") or has_shipped_model()
     choice = "sam2.1_hiera_tiny" if weights_present("sam2.1_hiera_tiny") else SHIPPED_MODEL
@@ -95,8 +96,8 @@ def main() -> None:
     if not official:  # make the random model call objects present, so tracking shows masks
         with torch.no_grad():
             widget.session.model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    shoot(widget.model_panel.parentWidget(), "model")
-    shoot(widget.image_panel.parentWidget(), "image")
+    shoot(widget.sections["model"], "model")
+    shoot(widget.sections["image"], "image")
 
     truth = viewer.layers["z-stack ground truth"].data
     z = 14
@@ -131,8 +132,19 @@ def main() -> None:
     widget.segment_everything()
     wait(lambda: not panel.job.busy)
     shoot(window, "everything")
+    widget.sections["prompts file"].expand()
     widget.ensureWidgetVisible(widget.session_panel, 0, 0)
-    shoot(widget.session_panel.parentWidget(), "session")
+    shoot(widget.sections["prompts file"], "session")
+    viewer.layers["SAM2 labels"].visible = True
+    tune = widget.finetune_panel
+    widget.sections["finetune"].expand()
+    tune.steps.setValue(10)
+    tune.images_per_step.setValue(1)
+    tune.folder.setText(tempfile.mkdtemp(prefix="napari-sam2-finetune-"))
+    tune.button.click()
+    wait(lambda: not tune.job.busy, timeout=900)
+    widget.ensureWidgetVisible(tune, 0, 0)
+    shoot(widget.sections["finetune"], "finetune")
     viewer.close()
 
 

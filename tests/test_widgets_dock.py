@@ -85,7 +85,7 @@ def click(viewer, qtbot, row: float, col: float, button=Qt.MouseButton.LeftButto
     """A real mouse click on the canvas at a pixel of the (2-D view of the) image."""
     canvas = viewer.window._qt_viewer.canvas
     x, y = canvas.view.scene.transform.map([col, row, 0, 1])[:2]
-    qtbot.mouseClick(canvas.native, button, pos=QPoint(int(round(x)), int(round(y))))
+    qtbot.mouseClick(canvas.native, button, pos=QPoint(round(float(x)), round(float(y))))
 
 
 def key(viewer, qtbot, which, modifier=Qt.KeyboardModifier.NoModifier) -> None:
@@ -122,6 +122,7 @@ def test_panels_follow_the_choices_and_write_them(make_napari_viewer, qtbot, mod
     assert widget.propagate_panel.direction.currentText() == "backward"
     assert widget.output_panel.overwrite.isChecked()
     assert widget.propagate_panel.last_frame.value() == 2
+    assert widget.propagate_panel.first_frame.text() == "first"  # no limit shown as such
     # a control the user changes writes the state
     widget.model_panel.precision.setCurrentIndex(widget.model_panel.precision.findData("bf16"))
     widget.image_panel.stack_axis.setCurrentIndex(0)  # none: single planes
@@ -409,6 +410,6 @@ def test_progress_wording(qtbot):
     qtbot.addWidget(panel)
     panel.control, panel._title = JobControl(panel._relay), "Segmenting everything"
     panel._on_progress(0.4, 1)
-    assert panel.label.text() == "Segmenting everything: 40 % of 1 plane"
+    assert panel.label.text().startswith("Segmenting everything: 40 % of 1 plane")
     panel._on_progress(3, 12)
     assert panel.label.text().startswith("Segmenting everything: 3 of 12 planes done · ")

@@ -415,6 +415,7 @@ class PropagatePanel(QWidget):
 def _frame_box(end: str) -> QSpinBox:
     box = QSpinBox()
     box.setRange(NO_LIMIT, 0)
+    box.setValue(NO_LIMIT)
     box.setSpecialValueText(end)
     box.setToolTip(
         f"The {end} frame a propagation may reach ('{end}': the {end} of the stack); objects are "
