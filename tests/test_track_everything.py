@@ -196,3 +196,33 @@ def test_dock_tracks_everything_into_labels_and_a_tracks_layer_with_the_division
     assert {d: tracks.graph[d] for d in daughters} == {d: [mother] for d in daughters}
     assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(labels[labels > 0]).tolist())
     assert "1 division(s) on 5 frame(s)" in panel.status.text()
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys):
+    import tifffile
+
+    from napari_sam2.cli import main
+
+    frames = tmp_path / "01"
+    frames.mkdir()
+    for t, frame in enumerate(crafted_movie()[:3]):
+        tifffile.imwrite(frames / f"t{t:03d}.tif", frame)
+    out = tmp_path / "01_RES"
+    assert main(["track", str(frames), "--ctc", str(out), "--csv", str(tmp_path / "tracks.csv")]) == 0
+    assert sorted(p.name for p in out.glob("mask*.tif")) == ["mask000.tif", "mask001.tif", "mask002.tif"]
+    tracks = read_tracks(out / "res_track.txt")
+    assert sorted(v[:2] for v in tracks.values()) == [(0, 2), (0, 2)]  # the nucleus and the one that leaves later
+    assert tifffile.imread(out / "mask001.tif").dtype == np.uint16
+    assert (tmp_path / "tracks.csv").read_text().startswith("track_id,frame,y,x,parent")
+    capsys.readouterr()
+    assert main(["track", str(frames), "--ctc", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert main(["track", str(tmp_path / "missing"), "--ctc", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["track", str(tmp_path / "empty"), "--ctc", str(tmp_path / "y")]) == 2
+    assert "no t*.tif frames" in capsys.readouterr().err
