@@ -203,7 +203,7 @@ def test_embed_command_then_a_second_session_computes_nothing(tmp_path, monkeypa
     from napari_sam2.cli import main
 
     stack = np.stack([image(seed, 96) for seed in range(3)])
-    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
     cache = tmp_path / "embeddings"
     assert main(["embed", str(tmp_path / "stack.tif"), "--cache", str(cache), "--precision", "fp32"]) == 0
     assert len(EmbeddingStore(cache).entries()) == 3

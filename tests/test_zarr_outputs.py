@@ -79,7 +79,7 @@ def test_an_interrupted_propagation_keeps_its_frames(model, tmp_path):
 
 
 def test_cli_prompt_and_propagate_write_zarr_like_tiff(tmp_path, checkpoint):
-    tifffile.imwrite(tmp_path / "movie.tif", stack())
+    tifffile.imwrite(tmp_path / "movie.tif", stack(), photometric="minisblack")
     session().save(tmp_path / "p.json")
     common = ["--prompts", str(tmp_path / "p.json"), "--model", str(checkpoint), "--precision", "fp32"]
     for command in ("prompt", "propagate"):
