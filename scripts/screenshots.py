@@ -138,7 +138,7 @@ def main() -> None:
     viewer.layers["SAM2 labels"].visible = True
     tune = widget.finetune_panel
     widget.sections["finetune"].expand()
-    tune.steps.setValue(10)
+    tune.steps.setValue(4)
     tune.images_per_step.setValue(1)
     tune.folder.setText(tempfile.mkdtemp(prefix="napari-sam2-finetune-"))
     tune.button.click()

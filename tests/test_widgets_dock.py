@@ -413,3 +413,20 @@ def test_progress_wording(qtbot):
     assert panel.label.text().startswith("Segmenting everything: 40 % of 1 plane")
     panel._on_progress(3, 12)
     assert panel.label.text().startswith("Segmenting everything: 3 of 12 planes done · ")
+
+
+def test_redo_and_next_candidate_are_plugin_commands(make_napari_viewer, qtbot, model, candidates):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    widget.prompts.points.add([0, 48, 48])
+    qtbot.waitUntil(lambda: widget.segment_panel.loop.preview is not None, timeout=TIMEOUT)
+    commands = get_app_model().commands
+    commands.execute_command("napari-sam2.next_candidate").result()
+    assert widget.segment_panel.loop.preview.chosen == [2]
+    widget.commit()
+    labels = viewer.layers["SAM2 labels"]
+    widget.undo()
+    commands.execute_command("napari-sam2.redo").result()
+    assert labels.data.any()

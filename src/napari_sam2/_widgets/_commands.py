@@ -49,6 +49,16 @@ def undo(viewer: Viewer) -> None:
     sam2_widget(viewer).undo()
 
 
+def redo(viewer: Viewer) -> None:
+    """Redo the last undone change of the output labels."""
+    sam2_widget(viewer).redo()
+
+
+def next_candidate(viewer: Viewer) -> None:
+    """Show the next candidate mask of a single-click preview."""
+    sam2_widget(viewer).next_candidate()
+
+
 def propagate(viewer: Viewer) -> None:
     """Propagate through the stack."""
     sam2_widget(viewer).propagate()

@@ -217,7 +217,7 @@ class FinetunePanel(QWidget):
             steps=steps, trainable=self.trainable.currentData(), lr=5e-5, warmup=min(10, steps),
             images_per_step=self.images_per_step.value(), objects_per_image=4,
             video_every=2 if self.trainable.currentData() != "decoder" else 0,
-            eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 5),
+            eval_every=max(5, steps // 4), checkpoint_every=max(5, steps // 4),
         )
 
     def run(self) -> None:

@@ -81,9 +81,6 @@ class Preview:
     def shown_masks(self) -> list[np.ndarray]:
         return [m[c] for m, c in zip(self.masks, self.chosen, strict=True)]
 
-    def shown_scores(self) -> list[float]:
-        return [float(s[c]) for s, c in zip(self.scores, self.chosen, strict=True)]
-
     def candidates(self) -> int:
         """The most candidates any object has (1: nothing to cycle)."""
         return max((len(m) for m in self.masks), default=0)
