@@ -82,6 +82,8 @@ CASES = {
                                                "--model", c], "cannot read x.tif"),
     "out is a folder": (lambda t, m, c: ["propagate", m, "--prompts", prompts(t, [{"id": 1, "prompts": [click()]}]),
                                          "--out", _folder(t / "outdir"), "--model", c], "is a folder"),
+    "output folder cannot be written": (lambda t, m, c: ["propagate", m, "--prompts", prompts(
+        t, [{"id": 1, "prompts": [click()]}]), "--out", _text(t / "afile", "x") / "o.tif"], "cannot write to the folder"),
     "out is the input": (lambda t, m, c: ["propagate", m, "--prompts", prompts(t, [{"id": 1, "prompts": [click()]}]),
                                           "--out", m, "--overwrite", "--model", c], "would destroy the input"),
     "out links to the input": (lambda t, m, c: ["prompt", m, "--prompts", prompts(t, [{"id": 1, "prompts": [click()]}]),
@@ -262,25 +264,25 @@ def test_second_batch_on_a_folder_refuses_and_leaves_the_first_whole(tmp_path):
     one's summary agrees with the files on disk."""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for i in range(6):
-        _tif(inputs / f"img{i}.tif", (256, 256))
+    for i in range(4):
+        _tif(inputs / f"img{i}.tif", (128, 128))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "napari_sam2", "batch", str(inputs), "--out", str(out), "--device", "cpu"]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "napari_sam2", "batch", str(inputs), "--out", str(out), "--device", "cpu",
+               "--points-per-side"]
+    first = subprocess.Popen([*command, "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = out / ".napari-sam2-batch" / "running.lock"
     deadline = time.monotonic() + 300
     while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = subprocess.run([*command, "--points-per-side", "8"], capture_output=True, text=True, timeout=600)
-    still_running = first.poll() is None
+    second = subprocess.run([*command, "2"], capture_output=True, text=True, timeout=600)  # other settings
+    assert first.poll() is None, "the first batch ended before the second started: give it more work"
     stdout, stderr = first.communicate(timeout=900)
     assert first.returncode == 0, stderr
-    if still_running:  # the usual case: the second ran while the first held the folder
-        assert second.returncode == 2, second.stderr
-        lines = [line for line in second.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and "another batch is writing to" in lines[0]
+    assert second.returncode == 2, second.stderr
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "another batch is writing to" in lines[0]
     summary = json.loads((out / "batch_summary.json").read_text())
-    assert summary["counts"]["ok"] + summary["counts"]["skipped"] == 6
+    assert summary["counts"]["ok"] == 4
     for row in summary["inputs"]:
         assert Path(row["output"]).is_file()
     assert not list(out.glob(".*.part")) and not lock.exists()

@@ -277,3 +277,32 @@ def test_command_line_batch(inputs, checkpoint, tmp_path):
     nothing = [sys.executable, "-m", "napari_sam2", "batch", str(tmp_path / "nothing"), "--out", str(tmp_path)]
     bad = subprocess.run(nothing, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "No such file" in bad.stderr
+
+
+def test_a_second_batch_on_a_held_folder_touches_nothing(inputs, tmp_path):
+    """While another batch holds the output folder, a batch stops before deleting the other's
+    unfinished (.part) outputs or planning anything (the two-process run: test_bad_input.py)."""
+    from napari_sam2.batch.records import FOLDER
+    from napari_sam2.checkpoints.file_lock import exclusive
+
+    out = tmp_path / "out"
+    (out / FOLDER).mkdir(parents=True)
+    pending = out / ".a_labels.tif.1234abcd.part"  # the running batch's output being written
+    pending.write_bytes(b"half")
+    with exclusive(out / FOLDER / "running.lock"):
+        with pytest.raises(BatchError, match="another batch is writing to"):
+            run_batch(inputs, out, points_per_side=4)
+    assert pending.read_bytes() == b"half" and not (out / "batch_summary.csv").exists()
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    import tifffile
+
+    image = np.zeros((64, 64), np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    tifffile.imwrite(tmp_path / "a_labels.tif", image)
+    before = (tmp_path / "a_labels.tif").read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(BatchError, match="would replace the input"):
+            run_batch([tmp_path / "a.tif", tmp_path / "a_labels.tif"], tmp_path, overwrite=overwrite)
+    assert (tmp_path / "a_labels.tif").read_bytes() == before

@@ -217,8 +217,8 @@ def propagate(
         channels=channels, channel_axis=channel_axis, embedding_store=embedding_store(embedding_cache),
     )
     n = tracker.num_frames
+    given = prompt_tracker(tracker, session)  # bad prompts fail before an output file exists
     volume = _output_volume(out, (n, *tracker.frame_hw), overwrite)
-    given = prompt_tracker(tracker, session)
     writer = LabelWriter(volume)
     total = n + (1 if direction == "both" else 0)
     for done, result in enumerate(tracker.propagate(direction), start=1):
