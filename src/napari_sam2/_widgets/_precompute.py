@@ -61,12 +61,14 @@ class PlanePlan:
 
 def embed_planes(
     predictor: ImagePredictor, source: ImageSource, plan: PlanePlan, paused: threading.Event
-) -> Iterator[tuple[PlaneIndex, ImageEmbedding]]:
-    """Worker: (plane, embedding) for each plane of `plan`, waiting while `paused` is set."""
+) -> Iterator[tuple[PlaneIndex, ImageEmbedding] | None]:
+    """Worker: (plane, embedding) for each plane of `plan`, waiting while `paused` is set (and
+    yielding None meanwhile, so that quitting the worker, e.g. when napari closes, is seen)."""
     normalization = source.normalization()
     while not plan.stop.is_set():
         if paused.is_set():
             time.sleep(PAUSE_POLL_S)
+            yield None
             continue
         index = plan.take()
         if index is None:
@@ -90,6 +92,9 @@ class BackgroundEmbedder(QObject):
         session.source_changed.connect(self.restart)
         session.model_changed.connect(self.restart)
         session.viewer.dims.events.current_step.connect(self._follow)
+        stops: list[threading.Event] = []
+        self._stops = stops
+        self.destroyed.connect(lambda *_: [stop.set() for stop in stops])  # the dock closed
         self.restart()
 
     @property
@@ -106,6 +111,7 @@ class BackgroundEmbedder(QObject):
             return
         indices = [tuple(int(v) for v in i) for i in np.ndindex(*(source.dims_shape[d] for d in source.leading))]
         plan = self.plan = PlanePlan(indices, session.current_plane())
+        self._stops[:] = [plan.stop]
         for index in indices:  # planes the dock already has in memory
             if session.embedding_key(index) in session.cache:
                 plan.drop(index)
@@ -133,7 +139,9 @@ class BackgroundEmbedder(QObject):
         if self.plan is not None and self.session.source is not None:
             self.plan.current = self.session.current_plane()
 
-    def _on_ready(self, item: tuple[PlaneIndex, ImageEmbedding]) -> None:
+    def _on_ready(self, item: tuple[PlaneIndex, ImageEmbedding] | None) -> None:
+        if item is None:  # paused
+            return
         index, embedding = item
         if self.session.source is None or self.session.embedding_key(index)[:2] != self._key:
             return  # the image or the model changed meanwhile
