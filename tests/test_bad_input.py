@@ -291,6 +291,7 @@ def test_second_batch_on_a_folder_refuses_and_leaves_the_first_whole(tmp_path):
 # ---------------------------------------------------------------------------- memory
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no overflow on the way
 @pytest.mark.parametrize("dtype, extremes", [
     (np.uint32, (0, 2**32 - 1)),
     (np.int64, (-(2**40), 2**40)),

@@ -129,8 +129,8 @@ def _threshold(column: np.ndarray, method: str = "otsu") -> float:
     bounded cost for every dtype and value range.
 
     skimage gives integer data one bin per value (4 GiB of bins for a uint32 image holding 0 and
-    2^32-1) and float data spanning near +/-1e308 overflows its bin width; those get 256 bins
-    (of the halved values where the span overflows). Narrow integer ranges keep skimage's
+    2^32-1) and float data near +/-1e308 overflows its bin width and Otsu's sums; those get 256 bins
+    (of the values scaled by a power of two where they are huge). Narrow integer ranges keep skimage's
     one-bin-per-value result, except for three-class Otsu, whose cost grows with the square of
     the bins."""
     from skimage.filters import threshold_multiotsu, threshold_otsu, threshold_triangle
@@ -151,8 +151,10 @@ def _threshold(column: np.ndarray, method: str = "otsu") -> float:
         if method != "multiotsu" and int(column.max()) - int(column.min()) < _MAX_INTEGER_BINS:
             return threshold(column)
         column = column.astype(np.float64)
-    if not math.isfinite(float(column.max()) - float(column.min())):
-        return 2.0 * threshold(column * 0.5)
+    big = max(abs(float(column.max())), abs(float(column.min())))
+    if big > 1e100:  # near the float64 limits the bin width and Otsu's sums overflow: scale
+        exponent = math.frexp(big)[1]  # by a power of two, which keeps every value's order
+        return math.ldexp(threshold(np.ldexp(column, -exponent)), exponent)
     return threshold(column)
 
 
