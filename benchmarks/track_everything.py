@@ -1,0 +1,184 @@
+"""track_everything measured with the Cell Tracking Challenge's own metrics (py-ctcmetrics).
+
+  python benchmarks/track_everything.py gowt1 [--frames N] [--data DIR]   DET, SEG, TRA and the
+      two divisions on Fluo-N2DH-GOWT1/01 (92 frames, 1024 px) with the built-in model
+  python benchmarks/track_everything.py synthetic [--movies N]           divisions found with
+      the right parent, DET/SEG/TRA, on synthetic nuclei movies with divisions
+  python benchmarks/track_everything.py speed                             seconds per frame with
+      1 and 100 objects (512 px frames, built-in model)
+Timings depend on what else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from napari_sam2 import load_model
+from napari_sam2.images.ctc import FrameFolder, ctc_tracks, read_tracks, write_ctc
+from napari_sam2.tracking.everything import track_everything
+
+GOWT1 = "/work/shared/data/ctc/Fluo-N2DH-GOWT1"
+
+
+def ctc_scores(res: Path, gt: Path) -> dict:
+    from ctc_metrics import evaluate_sequence
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = evaluate_sequence(str(res), str(gt), metrics=["DET", "SEG", "TRA"], threads=1)
+    return {k: round(float(scores[k]), 3) for k in ("DET", "SEG", "TRA") if scores.get(k) is not None}
+
+
+def divisions_found(ours: dict, truth: dict, our_labels, true_markers) -> tuple[int, int]:
+    """Of the true divisions, how many we found with the right parent: our tracks under the
+    daughters' markers on their first frame have as parent our track under the mother's marker
+    on her last frame."""
+    mothers: dict[int, list[int]] = {}
+    for label, (_, _, parent) in truth.items():
+        if parent:
+            mothers.setdefault(parent, []).append(label)
+    found = 0
+    for mother, daughters in mothers.items():
+        last = truth[mother][1]
+        ours_mother = _ours_under(our_labels[last], true_markers(last) == mother)
+        ok = ours_mother > 0
+        for d in daughters:
+            first = truth[d][0]
+            ours_d = _ours_under(our_labels[first], true_markers(first) == d)
+            ok = ok and ours_d > 0 and ours.get(ours_d, (0, 0, 0))[2] == ours_mother
+        found += ok
+    return found, len(mothers)
+
+
+def _ours_under(labels: np.ndarray, where: np.ndarray) -> int:
+    values = labels[where]
+    values = values[values > 0]
+    return int(np.bincount(values).argmax()) if len(values) else 0
+
+
+def gt_subset(gt: Path, frames: int, out: Path) -> Path:
+    """The ground truth of the first `frames` frames (markers, segmentations, clipped tracks)."""
+    (out / "TRA").mkdir(parents=True)
+    (out / "SEG").mkdir()
+    tracks = {}
+    for label, (a, b, p) in read_tracks(gt / "TRA" / "man_track.txt").items():
+        if a < frames:
+            tracks[label] = (a, min(b, frames - 1), p)
+    lines = [f"{k} {a} {b} {p}" for k, (a, b, p) in sorted(tracks.items())]
+    (out / "TRA" / "man_track.txt").write_text("\n".join(lines) + "\n")
+    for t in range(frames):
+        shutil.copy(gt / "TRA" / f"man_track{t:03d}.tif", out / "TRA")
+        seg = gt / "SEG" / f"man_seg{t:03d}.tif"
+        if seg.exists():
+            shutil.copy(seg, out / "SEG")
+    return out
+
+
+def gowt1(args) -> None:
+    data = Path(args.data)
+    frames = FrameFolder(data / "01")
+    n = min(args.frames or len(frames), len(frames))
+    movie = frames if n == len(frames) else np.stack([frames[t] for t in range(n)])
+    model = load_model()
+    t0 = time.perf_counter()
+    result = track_everything(movie, model, detect_every=args.detect_every)
+    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        res = result.write_ctc(tmp / "01_RES")
+        gt = data / "01_GT" if n == len(frames) else gt_subset(data / "01_GT", n, tmp / "01_GT")
+        scores = ctc_scores(res, gt)
+        labels, ours = result.ctc()
+        truth = read_tracks(gt / "TRA" / "man_track.txt")
+        found, total = divisions_found(ours, truth, labels, lambda t: tifffile.imread(gt / "TRA" / f"man_track{t:03d}.tif"))
+    print(f"GOWT1 01, {n} frames, built-in model, detect every {args.detect_every}: {seconds:.0f} s ({seconds / n:.1f} s/frame)")
+    print(f"  {scores}  divisions found with the right parent: {found}/{total}  tracks: {len(ours)} (truth {len(truth)})")
+
+
+def synthetic(args) -> None:
+    from napari_sam2.synthetic.movie import Motion, timelapse
+
+    model = load_model()
+    found = total = 0
+    rows = []
+    for seed in range(args.movies):
+        movie, truth_labels, truth = timelapse(
+            n_frames=args.length, shape=(256, 256), n_cells=12, seed=seed, motion=Motion(division_rate=0.03)
+        )
+        t0 = time.perf_counter()
+        result = track_everything(movie, model)
+        seconds = time.perf_counter() - t0
+        labels, ours = result.ctc()
+        f, n = divisions_found(ours, truth, labels, lambda t: truth_labels[t])
+        found, total = found + f, total + n
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            res = result.write_ctc(tmp / "RES")
+            gt_labels, gt_tracks = ctc_tracks(truth_labels, {k: p for k, (_, _, p) in truth.items() if p})
+            write_ctc(tmp / "GT" / "TRA", ((t, gt_labels[t]) for t in range(len(gt_labels))), gt_tracks)
+            for p in (tmp / "GT" / "TRA").glob("mask*.tif"):
+                p.rename(p.with_name("man_track" + p.name[4:]))
+            (tmp / "GT" / "TRA" / "res_track.txt").rename(tmp / "GT" / "TRA" / "man_track.txt")
+            shutil.copytree(tmp / "GT" / "TRA", tmp / "GT" / "SEG")
+            for p in (tmp / "GT" / "SEG").glob("man_track*.tif"):
+                p.rename(p.with_name("man_seg" + p.name[9:]))
+            scores = ctc_scores(res, tmp / "GT")
+        rows.append((seed, f, n, scores, seconds))
+        print(f"movie {seed}: divisions {f}/{n}, {scores}, {seconds:.0f} s", flush=True)
+    print(f"synthetic: {found}/{total} divisions found with the right parent ({100 * found / max(total, 1):.0f}%)")
+
+
+def speed(args) -> None:
+    from napari_sam2.engine.tracker import StackTracker
+
+    model = load_model()
+    rng = np.random.default_rng(0)
+    movie = rng.integers(80, 120, (args.frames + 1, 512, 512)).astype(np.uint16)
+    yy, xx = np.mgrid[:512, :512]
+    centres = [(26 + 51 * (i // 10), 26 + 51 * (i % 10)) for i in range(100)]
+    for cy, cx in centres:
+        movie[:, (yy - cy) ** 2 + (xx - cx) ** 2 < 15**2] += 800
+    print("objects  s/frame  ratio to one object")
+    base = None
+    for n in (1, 10, 100):
+        tracker = StackTracker(model, movie)
+        for i, (cy, cx) in enumerate(centres[:n]):
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 15**2
+            tracker.add_mask(0, i + 1, disc)
+        tracker.track(0)
+        t0 = time.perf_counter()
+        for t in range(1, args.frames + 1):
+            tracker.track(t)
+        per = (time.perf_counter() - t0) / args.frames
+        base = base or per
+        print(f"{n:7d}  {per:7.2f}  {per / base:5.1f}x", flush=True)
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    g = sub.add_parser("gowt1")
+    g.add_argument("--frames", type=int, default=None)
+    g.add_argument("--detect-every", type=int, default=1)
+    g.add_argument("--data", default=GOWT1)
+    s = sub.add_parser("synthetic")
+    s.add_argument("--movies", type=int, default=5)
+    s.add_argument("--length", type=int, default=30)
+    p = sub.add_parser("speed")
+    p.add_argument("--frames", type=int, default=3)
+    args = parser.parse_args()
+    {"gowt1": gowt1, "synthetic": synthetic, "speed": speed}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
