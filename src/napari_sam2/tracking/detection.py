@@ -3,7 +3,9 @@ from its box.
 
 Segment-everything prompts the model at 1,024 grid points and takes 10-45 s per 1024 px frame
 on two cores; nuclei are bright blobs on a dark background, so candidates come from a smoothed
-Otsu foreground (touching blobs split at distance-transform peaks) and only they are prompted,
+foreground above the triangle threshold (on GOWT1's first frame it covers 23 of 23 nuclei, one
+blob each; Otsu covered 9, missing the dim ones), touching blobs split at distance-transform
+peaks, and only they are prompted,
 on the features the tracker has already computed. The model's mask is kept within the blob
 grown by a few pixels, so that a weak mask cannot swallow the background.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.filters import gaussian, threshold_otsu
+from skimage.filters import gaussian, threshold_triangle
 from skimage.segmentation import watershed
 
 from ..engine.tracker import StackTracker
@@ -28,11 +30,13 @@ class Detection:
 
 
 def foreground_blobs(rgb: np.ndarray, min_area: int, split_distance: int) -> np.ndarray:
-    """Labels of bright blobs (smoothed Otsu foreground), touching blobs split at their waists."""
-    gray = gaussian(rgb.mean(axis=-1) if rgb.ndim == 3 else rgb, sigma=2, preserve_range=True)
+    """Labels of bright blobs (smoothed triangle-threshold foreground), touching blobs split at
+    their waists. Smoothing grows with the frame (sigma 2 px up to 512 px, 4 px at 1024 px)."""
+    gray = rgb.mean(axis=-1) if rgb.ndim == 3 else rgb
+    gray = gaussian(gray, sigma=max(2.0, min(gray.shape) / 256), preserve_range=True)
     if gray.max() <= gray.min():
         return np.zeros(gray.shape, np.int32)
-    fg = ndimage.binary_opening(gray > threshold_otsu(gray), iterations=2)
+    fg = ndimage.binary_opening(gray > threshold_triangle(gray), iterations=2)
     fg = ndimage.binary_fill_holes(fg)
     dist = ndimage.distance_transform_edt(fg)
     blobs, _ = ndimage.label(fg)
