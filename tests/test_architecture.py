@@ -19,7 +19,7 @@ ALLOWED = {
     "prompt_file": {"engine"},
     "api": {"engine", "images", "checkpoints", "modeling", "prompt_file", "progress"},
     "training": {"engine", "images", "modeling", "synthetic", "progress"},
-    "demo": {"engine", "checkpoints", "synthetic", "training"},
+    "demo": {"engine", "checkpoints", "images", "synthetic", "training"},
     "batch": {"api", "engine", "images", "checkpoints", "prompt_file", "progress"},
     "tracking": {"engine", "images", "checkpoints", "modeling", "progress"},
     "cli": None,  # everything
