@@ -264,12 +264,13 @@ def test_second_batch_on_a_folder_refuses_and_leaves_the_first_whole(tmp_path):
     one's summary agrees with the files on disk."""
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for i in range(4):
-        _tif(inputs / f"img{i}.tif", (128, 128))
+    n = 24  # enough work that the first batch is still running while the second starts (~3 s)
+    for i in range(n):
+        _tif(inputs / f"img{i}.tif", (256, 256))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "napari_sam2", "batch", str(inputs), "--out", str(out), "--device", "cpu",
                "--points-per-side"]
-    first = subprocess.Popen([*command, "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([*command, "16"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = out / ".napari-sam2-batch" / "running.lock"
     deadline = time.monotonic() + 300
     while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
@@ -282,7 +283,7 @@ def test_second_batch_on_a_folder_refuses_and_leaves_the_first_whole(tmp_path):
     lines = [line for line in second.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "another batch is writing to" in lines[0]
     summary = json.loads((out / "batch_summary.json").read_text())
-    assert summary["counts"]["ok"] == 4
+    assert summary["counts"]["ok"] == n
     for row in summary["inputs"]:
         assert Path(row["output"]).is_file()
     assert not list(out.glob(".*.part")) and not lock.exists()

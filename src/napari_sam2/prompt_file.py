@@ -202,36 +202,38 @@ class PromptSession:
 def check_object_id(value: Any, where: str) -> int:
     """An object id as an int in 1..2^32-1 (label images are uint32); 1.5, "a", 0, True and
     negative ids are errors, never rounded or dropped."""
-    number = value
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or not 1 <= number <= MAX_OBJECT_ID:
+    number = _whole_number(value)
+    if number is None or not 1 <= number <= MAX_OBJECT_ID:
         raise PromptsFileError(
             f"{where}: object id {value!r} is not valid; ids are whole numbers from 1 to {MAX_OBJECT_ID} "
             "(0 is the background of the label image)."
         )
-    return int(number)
+    return number
 
 
 def check_frame(value: Any, where: str) -> int:
     """A frame index as an int >= 0 (frames count from 0; -1 is not the last frame)."""
+    number = _whole_number(value)
+    if number is None or number < 0:
+        raise PromptsFileError(
+            f"{where}: frame {value!r} is not valid; frames are whole numbers counted from 0."
+        )
+    return number
+
+
+def _whole_number(value: Any) -> int | None:
+    """`value` as an int when it is a whole number (an int, a float such as 2.0 or a numeric
+    string), else None; booleans are not numbers here."""
     number = value
     if isinstance(value, str):
         try:
             number = int(value.strip())
         except ValueError:
-            number = None
+            return None
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < 0:
-        raise PromptsFileError(
-            f"{where}: frame {value!r} is not valid; frames are whole numbers counted from 0."
-        )
+    if isinstance(number, bool) or not isinstance(number, (int, np.integer)):
+        return None
     return int(number)
 
 
