@@ -60,6 +60,29 @@ def test_a_second_predictor_reads_the_same_embedding(model, tmp_path, monkeypatc
     assert emb.image_hw == plain.image_hw
 
 
+def test_tracking_from_stored_embeddings_is_bit_identical(model, tmp_path):
+    """Stored features keep the encoder's memory layout: read back, they track to exactly the
+    logits computed ones give (a contiguous copy differed by a few ulps, enough to flip pixels
+    where two objects tie)."""
+    stack = np.stack([image(seed=s) for s in range(4)])
+
+    def track(store):
+        tracker = StackTracker(model, stack, precision="fp32", embedding_store=store)
+        tracker.add_points(0, 1, np.array([[20.0, 20.0]]))
+        tracker.add_box(2, 2, np.array([30.0, 30.0, 50.0, 50.0]))
+        logits = {r.frame: r.logits for r in tracker.propagate("both")}
+        tracker.frames.close()
+        return logits
+
+    computed = track(None)
+    store = EmbeddingStore(tmp_path)
+    track(store)  # fills the store
+    from_store = track(store)
+    assert store.hits >= len(stack)
+    for frame, logits in computed.items():
+        np.testing.assert_array_equal(from_store[frame], logits)
+
+
 def test_bf16_embeddings_round_trip_exactly(model, tmp_path):
     store = EmbeddingStore(tmp_path)
     first = ImagePredictor(model, precision="bf16", embedding_store=store).set_image(image())

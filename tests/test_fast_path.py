@@ -62,8 +62,9 @@ def test_auto_precision_choice(monkeypatch):
     assert resolve_precision("auto", torch.device("cuda")) is torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve_precision("auto", torch.device("cuda")) is torch.bfloat16
-    with pytest.raises(ValueError, match="Unknown precision"):
-        resolve_precision("int8", cpu)
+    assert resolve_precision("int8", cpu) is torch.qint8  # int8 linears, the rest in fp32
+    with pytest.raises(ValueError, match="Unknown precision 'int4': use one of .*int8"):
+        resolve_precision("int4", cpu)
     with compute_precision(cpu, torch.float32):
         assert not torch.is_autocast_enabled("cpu")
     with compute_precision(cpu, torch.bfloat16):

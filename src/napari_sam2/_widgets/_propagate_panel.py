@@ -226,17 +226,7 @@ class PropagatePanel(QWidget):
         self._enable()
 
     def _enable(self) -> None:
-        source = self.session.source
-        if self.job.busy:
-            why = "A propagation is running."
-        elif self.session.model is None:
-            why = "Wait for the model to load (see 'Model')."
-        elif source is None:
-            why = "Choose an image first."
-        elif not source.is_stack:
-            why = "Propagation needs a stack: a 3-D (Z or T) or 4-D image with a stack axis chosen."
-        else:
-            why = ""
+        why = self.session.stack_job_blocker(self.job.busy, "A propagation is running.", "Propagation needs a stack: a 3-D (Z or T) or 4-D image with a stack axis chosen.")
         self.button.setEnabled(not why)
         self.button.setToolTip(why or "Track through the stack; frames appear as they are done.")
 

@@ -136,6 +136,16 @@ class Session:
             raise UserProblem("No image is chosen: open an image and pick it under 'Image'.")
         return self.source
 
+    def stack_job_blocker(self, busy: bool, running: str, no_stack: str) -> str:
+        """Why a job that runs through the stack cannot start now ('' when it can)."""
+        if busy:
+            return running
+        if self.model is None:
+            return "Wait for the model to load (see 'Model')."
+        if self.source is None:
+            return "Choose an image first."
+        return "" if self.source.is_stack else no_stack
+
     def current_plane(self) -> PlaneIndex | None:
         """The plane of the chosen image at the viewer's current slice position."""
         if self.source is None or self.image_layer is None:

@@ -90,17 +90,7 @@ class TrackEverythingPanel(QWidget):
         )
 
     def _enable(self) -> None:
-        source = self.session.source
-        if self.job.busy:
-            why = "Tracking is running."
-        elif self.session.model is None:
-            why = "Load a model first."
-        elif source is None:
-            why = "Choose an image first."
-        elif not source.is_stack:
-            why = "Tracking needs a movie or a z-stack: this image has no stack axis."
-        else:
-            why = ""
+        why = self.session.stack_job_blocker(self.job.busy, "Tracking is running.", "Tracking needs a movie or a z-stack: this image has no stack axis.")
         self.button.setEnabled(not why)
         self.button.setToolTip(why or "Track every cell automatically: new Labels and Tracks layers.")
 

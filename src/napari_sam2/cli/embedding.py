@@ -3,9 +3,8 @@ that the napari dock, the API and the other commands read them instead of waitin
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from .common import channel_options, model_options
+from .common import channel_options, image_files, model_options
 
 
 def register(sub) -> None:
@@ -31,7 +30,7 @@ def _embed(args) -> int:
     from ..progress import TextProgress
     from .common import load_from_args
 
-    files = _inputs(args.inputs)
+    files = image_files(args.inputs)
     store = embedding_store(args.cache if args.cache else True, args.max_gb)
     model = load_from_args(args)
     precision = args.precision or "auto"
@@ -51,20 +50,3 @@ def _embed(args) -> int:
         print(f"{path.name}: {count} frame{'s' * (count != 1)}, {computed} embedded, {count - computed} already cached")
     print(f"cache {store.folder}: {store.nbytes / 1e6:,.1f} MB of at most {store.max_bytes / 1e9:g} GB")
     return 0
-
-
-def _inputs(items: list[str]) -> list[Path]:
-    from ..images.io import is_image_file
-
-    files: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if is_image_file(p))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"No such file or folder: {path}")
-    if not files:
-        raise FileNotFoundError(f"No images found in {', '.join(items)}.")
-    return files

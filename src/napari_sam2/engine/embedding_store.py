@@ -248,7 +248,12 @@ def _write_entry(folder: Path, tensors: list[torch.Tensor]) -> None:
         array[...] = values
         digest.update(memoryview(values).cast("B"))
         dtypes.append(str(tensor.dtype).removeprefix("torch."))
-    group.attrs.update({"napari_sam2_embedding": FORMAT_VERSION, "dtypes": dtypes, "blake2b": digest.hexdigest()})
+    # The encoder's memory layout (e.g. channels-last) is kept: later kernels pick their
+    # arithmetic by layout, so a contiguous copy would track a few ulps differently.
+    strides = [list(t.stride()) for t in tensors]
+    group.attrs.update(
+        {"napari_sam2_embedding": FORMAT_VERSION, "dtypes": dtypes, "strides": strides, "blake2b": digest.hexdigest()}
+    )
 
 
 def _read_entry(folder: Path) -> list[torch.Tensor]:
@@ -264,6 +269,10 @@ def _read_entry(folder: Path) -> list[torch.Tensor]:
         digest.update(memoryview(values).cast("B"))
         tensor = torch.from_numpy(values)
         tensors.append(tensor.view(torch.bfloat16) if dtype == "bfloat16" else tensor)
+    for i, stride in enumerate(attrs.get("strides") or []):
+        if i < len(tensors) and tuple(stride) != tensors[i].stride():
+            laid_out = torch.empty_strided(tensors[i].shape, stride, dtype=tensors[i].dtype)
+            tensors[i] = laid_out.copy_(tensors[i])
     if digest.hexdigest() != attrs["blake2b"] or len(tensors) != len(_ARRAYS):
         raise ValueError(f"{folder}: checksum mismatch")
     return tensors
