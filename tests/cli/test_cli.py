@@ -139,7 +139,7 @@ def test_cli_reference_is_up_to_date(monkeypatch):
     from pathlib import Path
 
     monkeypatch.setenv("COLUMNS", "100")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("gen_cli_docs", root / "scripts" / "gen_cli_docs.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

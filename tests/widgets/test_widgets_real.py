@@ -1,6 +1,6 @@
 """The dock on real nuclei as a new user meets it: the dock opens first (its default model loads
 by itself), then the image; real clicks on the canvas, keys, Propagate with a frame range.
-Skips when /work/shared/data (DSB 2018 and BBBC050) is absent."""
+Skips when ../shared/data (DSB 2018 and BBBC050) is absent."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ napari = pytest.importorskip("napari")
 from qtpy.QtCore import Qt  # noqa: E402
 
 from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
-from tests.test_widgets_dock import click, key  # noqa: E402
+from tests.widgets.test_widgets_dock import click, key  # noqa: E402
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TIMEOUT = 120_000
 pytestmark = pytest.mark.usefixtures("own_settings")
 

@@ -17,7 +17,7 @@ from napari_sam2.engine.predictor import ImagePredictor
 from napari_sam2.engine.quantize import Int8Linear, int8_model, source_model
 from napari_sam2.engine.tracker import StackTracker
 
-DSB_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "val"
+DSB_VAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "dsb2018" / "val"
 
 
 @pytest.fixture(scope="module")

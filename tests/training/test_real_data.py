@@ -17,7 +17,7 @@ from napari_sam2.images.samples import REAL_SAMPLES, real_sample
 from napari_sam2.training.real_data import LabelledDataset, MixedData, jittered
 from napari_sam2.training.real_eval import iou_matrix, match, otsu_click, otsu_watershed
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 DSB = SHARED / "dsb2018"
 
 

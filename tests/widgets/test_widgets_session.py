@@ -23,7 +23,7 @@ from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
 from napari_sam2._widgets._propagate_panel import FROM_PROMPTS  # noqa: E402
 from napari_sam2.api import run_session  # noqa: E402
 from napari_sam2.prompt_file import Prompt, PromptSession  # noqa: E402
-from tests.test_widgets_jobs import FakeTracker  # noqa: E402
+from tests.widgets.test_widgets_jobs import FakeTracker  # noqa: E402
 
 TIMEOUT = 180_000
 
