@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,51 +32,18 @@ from ..images.label_writer import LabelWriter
 from ..images.model_input import to_model_input
 from ..images.normalization import Normalization
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
-from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Model, SpatialMemory
+from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Model
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
-from .memory_bank import frames_to_keep, select_memory
+from .memory_bank import frames_to_keep
 from .object_ending import EndingState, ObjectEnding, mask_area, object_score, update
+from .object_memory import FrameState, TrackedObject, condition_on_memories, group_by_layout
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .quantize import model_for_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
+from .quantize import model_for_precision
+from .track_result import TrackResult, track_result
 
 DIRECTIONS = ("both", "forward", "backward")
-
-
-@dataclass
-class TrackResult:
-    """Masks of the tracked objects on one frame."""
-
-    frame: int
-    obj_ids: list[int]
-    masks: np.ndarray  # (K, H, W) bool at the frame's size
-    logits: np.ndarray  # (K, 4h, 4w) low-res logits
-    scores: np.ndarray  # (K,) predicted IoU of each mask
-    present: np.ndarray  # (K,) object-presence logit; <= 0 means the object is absent here
-    object_scores: np.ndarray  # (K,) object score in [0, 1] (see object_ending.py); 1 on prompts
-    ended: np.ndarray  # (K,) bool: the object has ended in this pass (its mask is empty)
-
-
-@dataclass
-class _FrameState:
-    """One object on one frame: its output and, once encoded, its memory."""
-
-    low_res: torch.Tensor  # (1, 1, 4h, 4w) logits
-    obj_ptr: torch.Tensor  # (1, C)
-    score: torch.Tensor  # (1, 1) presence logit
-    iou: torch.Tensor  # (1, 1)
-    from_prompt: bool  # memory of prompted frames uses the binarised mask
-    maskmem: torch.Tensor | None = None  # (1, mem_dim, h, w), bf16
-
-
-@dataclass
-class _Object:
-    obj_id: int
-    cond: dict[int, _FrameState] = field(default_factory=dict)
-    tracked: dict[int, _FrameState] = field(default_factory=dict)
-    points: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    direction: dict[int, bool] = field(default_factory=dict)  # frames tracked -> reverse?
 
 
 class StackTracker:
@@ -119,7 +85,7 @@ class StackTracker:
         self.fill_hole_area = fill_hole_area
         self._feature_cache: OrderedDict[int, ImageFeatures] = OrderedDict()
         self._feature_cache_size = max(1, feature_cache)
-        self._objects: dict[int, _Object] = {}
+        self._objects: dict[int, TrackedObject] = {}
         self.ending = ending
         self._ending: dict[int, EndingState] = {}  # per object, for the current pass
 
@@ -158,7 +124,7 @@ class StackTracker:
         mask = np.asarray(mask)
         if mask.shape != self.frame_hw:
             raise PromptError(f"mask has shape {mask.shape}; frames are {self.frame_hw}.")
-        obj = self._objects.setdefault(obj_id, _Object(obj_id))
+        obj = self._objects.setdefault(obj_id, TrackedObject(obj_id))
         obj.points.pop(frame, None)
         size = self.model.image_size
         m = torch.as_tensor(mask > 0, dtype=torch.float32, device=self.device)[None, None]
@@ -169,7 +135,7 @@ class StackTracker:
         with torch.inference_mode(), compute_precision(self.device, self.dtype):
             out = self.model.mask_as_output(features.embedding, features.high_res, m.to(self.model.dtype))
         self._store_prompt_output(obj, frame, out)
-        return self._result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
+        return self._frame_result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
 
     def segment_boxes(self, frame: int, boxes: Any) -> tuple[np.ndarray, np.ndarray]:
         """Masks (K, H, W) and predicted IoU (K,) for boxes (x0, y0, x1, y1) on `frame` from the
@@ -202,7 +168,7 @@ class StackTracker:
 
     def _add_prompt(self, frame: int, obj_id: int, pts: np.ndarray, lab: np.ndarray, clear: bool) -> TrackResult:
         self._check_frame(frame)
-        obj = self._objects.setdefault(obj_id, _Object(obj_id))
+        obj = self._objects.setdefault(obj_id, TrackedObject(obj_id))
         h, w = self.frame_hw
         size = self.model.image_size
         coords = torch.as_tensor(pts * np.array([size / w, size / h]), dtype=torch.float32, device=self.device)[None]
@@ -220,15 +186,15 @@ class StackTracker:
             if initial:
                 embedding = self.model.add_no_memory(features.embedding)
             else:
-                embedding = self._conditioned([obj], frame, features, reverse)
+                embedding = condition_on_memories(self.model, [obj], frame, features, reverse, self.num_frames)
             multimask = labels.shape[1] <= 1
             out = self.model.decode_frame(embedding, features.high_res, coords, labels, prior, multimask)
         out = _with_holes_filled(out, self.fill_hole_area)
         self._store_prompt_output(obj, frame, out, conditioning=initial or self.corrections_as_conditioning)
-        return self._result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
+        return self._frame_result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
 
-    def _store_prompt_output(self, obj: _Object, frame: int, out: FrameOutput, conditioning: bool = True) -> None:
-        state = _FrameState(out.low_res_masks.float(), out.obj_ptr.float(), out.object_score.float(), out.iou.float(), True)
+    def _store_prompt_output(self, obj: TrackedObject, frame: int, out: FrameOutput, conditioning: bool = True) -> None:
+        state = FrameState(out.low_res_masks.float(), out.obj_ptr.float(), out.object_score.float(), out.iou.float(), True)
         if conditioning:
             obj.cond[frame] = state
             obj.tracked.pop(frame, None)
@@ -321,7 +287,7 @@ class StackTracker:
             for frame in obj.cond:
                 obj.direction.setdefault(frame, False)
 
-    def _encode(self, state: _FrameState, features: ImageFeatures) -> torch.Tensor:
+    def _encode(self, state: FrameState, features: ImageFeatures) -> torch.Tensor:
         """The bf16 memory of one object on one frame (prompted frames from the binarised mask)."""
         with compute_precision(self.device, self.dtype):
             maskmem, _ = self.model.encode_memory(
@@ -332,19 +298,19 @@ class StackTracker:
     @torch.inference_mode()
     def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool) -> TrackResult:
         features = self._features(frame, rgb)
-        states: dict[int, _FrameState] = {}
+        states: dict[int, FrameState] = {}
         ended = {i for i, st in self._ending.items() if st.ended}
         to_track = [o for o in self._objects.values() if frame not in o.cond and o.obj_id not in ended]
-        for group in self._batches(to_track, frame, reverse):
+        for group in group_by_layout(self.model, to_track, frame, reverse, self.num_frames):
             with compute_precision(self.device, self.dtype):
-                embedding = self._conditioned(group, frame, features, reverse)
+                embedding = condition_on_memories(self.model, group, frame, features, reverse, self.num_frames)
                 out = self.model.decode_frame(embedding, _expand(features.high_res, len(group)), multimask_output=True)
                 maskmem, _ = self.model.encode_memory(
                     features.embedding.expand(len(group), -1, -1, -1), out.high_res_masks, out.object_score
                 )
             out = _with_holes_filled(out, self.fill_hole_area)
             for i, obj in enumerate(group):
-                state = _FrameState(
+                state = FrameState(
                     out.low_res_masks[i : i + 1].float(), out.obj_ptr[i : i + 1].float(),
                     out.object_score[i : i + 1].float(), out.iou[i : i + 1].float(), False,
                     maskmem[i : i + 1].to(torch.bfloat16),
@@ -364,14 +330,14 @@ class StackTracker:
         side = self.model.image_size // 4
         blank = torch.full((1, 1, side, side), NO_OBJECT_SCORE, device=self.device)
         zero = torch.zeros(1, 1, device=self.device)
-        return self._result(
+        return self._frame_result(
             frame, ids, [low_res.get(i, blank) for i in ids],
             [states[i].iou if i in states else zero for i in ids],
             [states[i].score if i in states else zero + NO_OBJECT_SCORE for i in ids],
             [scores.get(i, 0.0) for i in ids], [self._ended(i) for i in ids],
         )
 
-    def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, _FrameState]) -> dict[int, float]:
+    def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, FrameState]) -> dict[int, float]:
         """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""
         scores = {}
         for obj_id, out in list(low_res.items()):
@@ -396,46 +362,6 @@ class StackTracker:
         state = self._ending.get(obj_id)
         return state is not None and state.ended
 
-    def _batches(self, objects: list[_Object], frame: int, reverse: bool) -> list[list[_Object]]:
-        """Objects grouped by memory layout, so that each group runs as one batch."""
-        groups: dict[tuple, list[_Object]] = {}
-        for obj in objects:
-            signature = self._selection(obj, frame, reverse).signature
-            groups.setdefault(signature, []).append(obj)
-        return list(groups.values())
-
-    def _selection(self, obj: _Object, frame: int, reverse: bool):
-        config = self.model.config
-        return select_memory(
-            frame, list(obj.cond), obj.tracked.keys(), self.num_frames, reverse,
-            config.num_maskmem, config.max_obj_ptrs_in_encoder, signed_distances=config.is_v21,
-        )
-
-    def _conditioned(self, group: list[_Object], frame: int, features: ImageFeatures, reverse: bool) -> torch.Tensor:
-        """Features of `frame` conditioned on each object's memory (the group shares a layout)."""
-        selections = [self._selection(obj, frame, reverse) for obj in group]
-        pos = self._memory_pos(features)
-        memories = []
-        for k, (_, slot) in enumerate(selections[0].spatial):
-            stacked = torch.cat([_state(obj, sel.spatial[k][0]).maskmem for obj, sel in zip(group, selections)])
-            memories.append(SpatialMemory(stacked, pos.expand(len(group), -1, -1, -1), slot))
-        pointers = []
-        for k, (_, distance) in enumerate(selections[0].pointers):
-            stacked = torch.cat([_state(obj, sel.pointers[k][0]).obj_ptr for obj, sel in zip(group, selections)])
-            pointers.append((stacked, distance))
-        n = len(group)
-        max_ptrs = min(self.num_frames, self.model.config.max_obj_ptrs_in_encoder)
-        return self.model.condition_on_memory(
-            features.embedding.expand(n, -1, -1, -1), features.pos.expand(n, -1, -1, -1), memories, pointers, max_ptrs
-        )
-
-    def _memory_pos(self, features: ImageFeatures) -> torch.Tensor:
-        h, w = features.embedding.shape[-2:]
-        probe = features.embedding.new_zeros(1, self.model.config.mem_dim, h, w)
-        return self.model.memory_encoder.position_encoding(probe)
-
-    # ------------------------------------------------------------------ frames and results
-
     def _features(self, frame: int, rgb: np.ndarray | None = None) -> ImageFeatures:
         """Image features of a frame; the last few are cached."""
         cached = self._feature_cache.get(frame)
@@ -456,27 +382,10 @@ class StackTracker:
             self._feature_cache.popitem(last=False)
         return features
 
-    def _result(self, frame, obj_ids, low_res, iou, score, object_scores=None, ended=None) -> TrackResult:
-        logits = torch.cat(low_res).float()  # (K, 1, 4h, 4w)
-        full = F.interpolate(logits, size=self.frame_hw, mode="bilinear", align_corners=False)
-        if self.non_overlapping and len(obj_ids) > 1:
-            winner = full.argmax(dim=0, keepdim=True)
-            own = torch.arange(len(obj_ids), device=full.device)[:, None, None, None] == winner
-            full = torch.where(own, full, full.clamp(max=-10.0))
-        return TrackResult(
-            frame=frame,
-            obj_ids=list(obj_ids),
-            masks=(full[:, 0] > 0).cpu().numpy(),
-            logits=logits[:, 0].cpu().numpy(),
-            scores=torch.cat(iou).float().reshape(-1).cpu().numpy(),
-            present=torch.cat(score).float().reshape(-1).cpu().numpy(),
-            object_scores=np.ones(len(obj_ids)) if object_scores is None else np.asarray(object_scores, float),
-            ended=np.zeros(len(obj_ids), bool) if ended is None else np.asarray(ended, bool),
+    def _frame_result(self, frame, obj_ids, low_res, iou, score, object_scores=None, ended=None) -> TrackResult:
+        return track_result(
+            frame, obj_ids, low_res, iou, score, self.frame_hw, self.non_overlapping, object_scores, ended
         )
-
-
-def _state(obj: _Object, frame: int) -> _FrameState:
-    return obj.cond.get(frame) or obj.tracked[frame]
 
 
 def _expand(tensors: list[torch.Tensor], n: int) -> list[torch.Tensor]:
