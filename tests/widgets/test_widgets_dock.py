@@ -393,6 +393,42 @@ def test_fine_tune_stops_and_resumes(make_napari_viewer, qtbot, model, tmp_path)
     assert [s for s, _ in panel.plot.losses] == [done + 1]
 
 
+def test_fine_tune_uses_the_labels_layer_chosen_for_each_image(make_napari_viewer, qtbot, model):
+    from napari_sam2._widgets._finetune_sources import NOT_USED, labelled_images
+
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei(1, 64)[0], name="a")
+    widget = dock(viewer, load_model=False)
+    drawn = np.zeros((64, 64), np.uint32)
+    drawn[disk((64, 64), (32, 32), 10)] = 1
+    manual = np.zeros((64, 64), np.uint32)
+    manual[disk((64, 64), (20, 40), 6)] = 3
+    viewer.add_labels(drawn, name="SAM2 labels")
+    viewer.add_labels(manual, name="manual")
+    viewer.add_image(nuclei(1, 48)[0], name="b")  # another shape: its own labels
+    b_labels = np.zeros((48, 48), np.uint32)
+    b_labels[10:20, 10:20] = 1
+    viewer.add_labels(b_labels, name="b labels")
+    table = widget.finetune_panel.sources
+    rows = {table.item(r, 0).text(): table.cellWidget(r, 1) for r in range(table.rowCount())}
+    assert set(rows) == {"a", "b"}  # rows follow the layers as they are added
+    options = [rows["a"].itemText(i) for i in range(rows["a"].count())]
+    assert options == ["SAM2 labels", "manual", NOT_USED]  # only layers of a's shape; default first
+    assert [rows["b"].itemText(i) for i in range(rows["b"].count())] == ["b labels", NOT_USED]
+    table.pick("a", "manual")
+    table.pick("b", None)
+    table.refresh()  # a refresh (a layer added, Fine-tune pressed) keeps the user's picks
+    assert table.choices() == {"a": "manual", "b": None}
+    images = labelled_images(viewer, None, table.choices())
+    assert [item.name for item in images] == ["a"]
+    np.testing.assert_array_equal(images[0].labels, manual)
+    table.pick("a", None)
+    widget.session.set_model(model, "test")
+    widget.finetune_panel.button.click()  # nothing chosen: says so, trains nothing
+    assert "choose it under 'Training data'" in widget.finetune_panel.status.text()
+    assert not widget.finetune_panel.job.busy
+
+
 def test_fine_tune_without_labels_says_what_to_do(make_napari_viewer, qtbot, model):
     viewer = make_napari_viewer()
     viewer.add_image(nuclei(1, 64)[0], name="nuclei")

@@ -29,11 +29,9 @@ from ..checkpoints.loading import load_model
 from ..training import TrainConfig, Trainer
 from . import _notify
 from ._choice_box import choice_box
-from ._finetune_data import LabelledImage, LayerData
-from ._image_source import ImageSource
+from ._finetune_data import LayerData
+from ._finetune_sources import TrainingDataTable, labelled_images
 from ._jobs import JobControl, JobPanel
-from ._labels import OUTPUT_NAME, matching_labels
-from ._prompt_layers import ROLE
 from ._session import Session, UserProblem
 from ._settings import config_dir
 
@@ -43,25 +41,6 @@ TRAINABLE = (
     ("Everything (slow on a CPU)", "all"),
 )
 RUN_FOLDER = "sam2-finetuned"
-
-
-def labelled_images(viewer: Any, output: Labels | None = None) -> list[LabelledImage]:
-    """Each open 2-D or 3-D Image layer with a Labels layer of its shape that holds labels (the
-    dock's output layer first, else 'SAM2 labels', else the first such layer)."""
-    found = []
-    for image in [layer for layer in viewer.layers if isinstance(layer, Image)]:
-        if image.multiscale or image.ndim > 3:
-            continue
-        source = ImageSource(image.data, rgb=bool(image.rgb), stack_dim=0 if image.ndim == 3 else None)
-        candidates = [
-            layer for layer in viewer.layers
-            if isinstance(layer, Labels) and layer.metadata.get(ROLE) is None
-            and matching_labels(source, layer) and np.asarray(layer.data).any()
-        ]
-        candidates.sort(key=lambda layer: (layer is not output, layer.name != OUTPUT_NAME))
-        if candidates:
-            found.append(LabelledImage(source, np.asarray(candidates[0].data), image.name))
-    return found
 
 
 def run_folder(image: Image | None) -> Path:
@@ -178,6 +157,7 @@ class FinetunePanel(QWidget):
         self.images_per_step = QSpinBox()
         self.images_per_step.setRange(1, 16)
         self.images_per_step.setValue(2)
+        self.sources = TrainingDataTable(session.viewer, output)
         self.trainable = choice_box(TRAINABLE, "Which parts of the model learn.")
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("where the run and the model are saved")
@@ -197,6 +177,8 @@ class FinetunePanel(QWidget):
         form.addRow("Train", self.trainable)
         form.addRow("Save in", self.folder)
         layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Training data"))
+        layout.addWidget(self.sources)
         layout.addLayout(form)
         layout.addWidget(self.button)
         layout.addWidget(self.job)
@@ -226,11 +208,12 @@ class FinetunePanel(QWidget):
             return
         try:
             model = self.session.require_model()
-            images = labelled_images(self.session.viewer, self.output())
+            self.sources.refresh()  # layers renamed or painted since the rows were made
+            images = labelled_images(self.session.viewer, self.output(), self.sources.choices())
             if not images:
                 raise UserProblem(
                     "No labels to train on: commit (or paint) objects into a Labels layer of an "
-                    "open image's shape first."
+                    "open image's shape first, and choose it under 'Training data'."
                 )
             data = LayerData(images)
         except (UserProblem, ValueError) as problem:
