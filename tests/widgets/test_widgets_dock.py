@@ -330,6 +330,21 @@ def test_segment_everything_always_reports_the_count(make_napari_viewer, qtbot, 
     assert "Lower 'Predicted IoU ≥' (now 1.00)" in text and "'Stability ≥' (now 1.00)" in text
 
 
+def test_a_message_fades_while_napari_is_the_active_window(make_napari_viewer, qtbot):
+    """napari's rule, which the dock's messages follow: a toast fades after a few seconds while
+    napari is the active window, and waits for the user while napari is in the background."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    viewer = make_napari_viewer(show=True)
+    widget = dock(viewer, load_model=False)
+    window = viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+    widget.commit()  # no image, no model: an error toast
+    qtbot.waitUntil(lambda: any("No image" in t.message.text() for t in NapariQtNotification._instances), timeout=5_000)
+    qtbot.waitUntil(lambda: not NapariQtNotification._instances, timeout=10_000)
+
+
 # ------------------------------------------------------------------ fine-tuning
 
 
