@@ -1,8 +1,10 @@
 """Measure a training run's best model and install it as the built-in model.
 
-`python scripts/ship_model.py RUN_DIR --command "napari-sam2 train ..."`: runs the full held-out
-report (docs/shipped_model.md), then writes src/napari_sam2/weights/napari_sam2_micro.pt (the
-run's best.pt, official format) and .json (how it was trained, and the measured metrics).
+`python scripts/ship_model.py RUN_DIR --command "napari-sam2 train ..." [--calibrate VAL_DIR]`:
+runs the full held-out report (docs/shipped_model.md), chooses segment-everything's filters on
+VAL_DIR (a labelled validation folder, e.g. DSB 2018 val), then writes
+src/napari_sam2/weights/napari_sam2_micro.pt (the run's best.pt, official format) and .json (how
+it was trained, the filters, the measured metrics, and RUN_DIR/real_eval.json when there is one).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import torch
 from napari_sam2 import load_model
 from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
 from napari_sam2.training.evaluate import full_report
+from napari_sam2.training.real_eval import calibrate_filters, load_samples
 
+PRED_IOU = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STABILITY = (0.85, 0.9, 0.95)
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_sam2" / "weights"
 
 
@@ -27,6 +32,9 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--command", required=True, help="the training command, as recorded")
     parser.add_argument("--note", default="", help="anything else a reader needs to reproduce it")
+    parser.add_argument("--calibrate", type=Path, help="validation folder for segment-everything's filters")
+    parser.add_argument("--calibrate-limit", type=int, default=20, help="validation images used for that")
+    parser.add_argument("--skip-report", action="store_true", help="keep the metrics of the run's best.json")
     args = parser.parse_args()
     best = args.run_dir / "best.pt"
     metadata = json.loads(best.with_suffix(".json").read_text())
@@ -36,14 +44,20 @@ def main() -> None:
         metadata["base_model"] = "RUN_DIR" + metadata["base_model"][len(root):]
     torch.manual_seed(0)
     model = load_model(best, device="cpu")
-    start = time.perf_counter()
-    metrics = full_report(model)
+    if args.calibrate:
+        samples = load_samples(args.calibrate, limit=args.calibrate_limit)
+        filters, table = calibrate_filters(model, samples, PRED_IOU, STABILITY)
+        metadata["segment_everything"] = {
+            **filters, "chosen_on": f"{len(samples)} images of {args.calibrate.name}", "grid": table,
+        }
+    if not args.skip_report:
+        start = time.perf_counter()
+        metadata.update(metrics=full_report(model), metrics_seconds=round(time.perf_counter() - start, 1))
+    real = args.run_dir / "real_eval.json"
+    if real.is_file():
+        metadata["real_metrics"] = json.loads(real.read_text())
     metadata.update(
-        command=args.command,
-        metrics=metrics,
-        metrics_seconds=round(time.perf_counter() - start, 1),
-        image_size=model.image_size,
-        parameters=sum(p.numel() for p in model.parameters()),
+        command=args.command, image_size=model.image_size, parameters=sum(p.numel() for p in model.parameters())
     )
     if args.note:
         metadata["note"] = args.note

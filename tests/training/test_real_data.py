@@ -130,6 +130,19 @@ def test_the_built_in_model_carries_its_own_filters():
     assert default_filters(load_model(device="cpu")) == {**OFFICIAL_FILTERS, **filters}
 
 
+def test_calibration_picks_the_filters_that_find_the_nuclei():
+    from napari_sam2 import load_model
+    from napari_sam2.training.real_eval import Sample, calibrate_filters
+
+    image, labels = real_sample("nuclei_fluorescence")
+    samples = [Sample("fluorescence", image[:128, :128], labels[:128, :128], "fluorescence")]
+    chosen, table = calibrate_filters(load_model(device="cpu"), samples, (0.0, 0.999), (0.0,), log=lambda _: None, points_per_side=8)
+    assert [row["pred_iou_thresh"] for row in table] == [0.0, 0.999]
+    loose, strict = (row["per_modality"]["fluorescence"] for row in table)
+    assert strict["n_found"] == 0 and loose["n_found"] > 0 and loose["f1"] > 0
+    assert chosen == {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+
+
 def test_shipped_real_samples_have_their_labels():
     for name in REAL_SAMPLES:
         image, labels = real_sample(name)

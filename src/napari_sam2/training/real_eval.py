@@ -298,6 +298,7 @@ def calibrate_filters(
     pred_iou: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8),
     stability: tuple[float, ...] = (0.8, 0.85, 0.9, 0.95),
     log: Callable[[str], None] = print,
+    points_per_side: int = 32,
 ) -> tuple[dict[str, float], list[dict]]:
     """Segment-everything's mask filters for a model, chosen on validation images: the pair with
     the best mean of F1@0.5 and average precision, averaged over modalities so that no modality
@@ -306,7 +307,9 @@ def calibrate_filters(
     table = []
     for p in pred_iou:
         for s in stability:
-            generator = AutomaticMaskGenerator(model, precision="fp32", pred_iou_thresh=p, stability_score_thresh=s)
+            generator = AutomaticMaskGenerator(
+                model, points_per_side, precision="fp32", pred_iou_thresh=p, stability_score_thresh=s
+            )
             per = {m: automatic(g, generator.generate_labels) for m, g in groups.items()}
             score = float(np.mean([(r["f1"] + r["average_precision"]) / 2 for r in per.values()]))
             table.append({"pred_iou_thresh": p, "stability_score_thresh": s, "score": score, "per_modality": per})
