@@ -306,3 +306,73 @@ def test_an_output_that_is_an_input_is_refused(tmp_path):
         with pytest.raises(BatchError, match="would replace the input"):
             run_batch([tmp_path / "a.tif", tmp_path / "a_labels.tif"], tmp_path, overwrite=overwrite)
     assert (tmp_path / "a_labels.tif").read_bytes() == before
+
+
+def test_zarr_outputs_equal_the_tiff_ones_resume_and_clean_up(inputs, checkpoint, tmp_path):
+    import zarr
+
+    from napari_sam2.images.zarr_io import create_label_zarr, read_label_zarr
+
+    files = [inputs / "img00.tif", inputs / "img01.tif", inputs / "movie0.tif", inputs / "broken.tif"]
+    tif = run_batch(files, tmp_path / "tif", model=checkpoint, **AMG)
+    out = tmp_path / "zarr"
+    first = run_batch(files, out, model=checkpoint, output_format="zarr", **AMG)
+    assert [r.status for r in first.results] == [r.status for r in tif.results] == ["ok", "ok", "ok", "failed"]
+    assert [r.objects for r in first.results] == [r.objects for r in tif.results]
+    assert sorted(p.name for p in out.glob("*_labels.zarr")) == ["img00_labels.zarr", "img01_labels.zarr",
+                                                               "movie0_labels.zarr"]
+    for name in ("img00", "img01", "movie0"):
+        labels = read_label_zarr(out / f"{name}_labels.zarr")
+        assert labels.dtype == np.uint32
+        assert np.array_equal(labels, tifffile.imread(tmp_path / "tif" / f"{name}_labels.tif")), name
+    assert labels.shape == (3, 128, 128) and labels.any()
+    group = zarr.open_group(str(out / "movie0_labels.zarr"), mode="r")
+    assert group["0"].chunks == (1, 128, 128)  # one frame per chunk, written as it finished
+    assert group.attrs["multiscales"][0]["name"] == "movie0_labels"
+    assert json.loads((out / "batch_summary.json").read_text())["settings"]["output_format"] == "zarr"
+    assert not list(out.glob(".*.part"))
+
+    # Resume: complete outputs are skipped; the failed input's stale zarr part (a killed
+    # writer's) is removed, a folder of that name that is not zarr is kept.
+    stale = out / ".broken_labels.zarr.0badc0de.part"
+    create_label_zarr(stale, (2, 64, 64))
+    mine = out / ".broken_labels.zarr.5afe5afe.part"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not a zarr")
+    stamp = (out / "movie0_labels.zarr" / "0" / ".zarray").stat().st_mtime_ns
+    again = run_batch(files, out, model=checkpoint, output_format="zarr", **AMG)
+    assert [r.status for r in again.results] == ["skipped", "skipped", "skipped", "failed"]
+    assert (out / "movie0_labels.zarr" / "0" / ".zarray").stat().st_mtime_ns == stamp
+    assert not stale.exists() and (mine / "notes.txt").read_text() == "not a zarr"
+
+    # overwrite replaces a complete zarr output whole; a non-zarr folder of an output's name is
+    # refused before any work, and kept.
+    redone = run_batch(files[2], out, model=checkpoint, output_format="zarr", overwrite=True, **AMG)
+    assert redone.results[0].status == "ok"
+    assert np.array_equal(read_label_zarr(out / "movie0_labels.zarr"), labels)
+    assert not list(out.glob(".movie0_labels.zarr.*.part"))
+    (out / "img05_labels.zarr").mkdir()
+    with pytest.raises(BatchError, match="not a label zarr folder"):
+        run_batch(inputs / "img05.tif", out, model=checkpoint, output_format="zarr", overwrite=True, **AMG)
+    assert (out / "img05_labels.zarr").is_dir()
+    with pytest.raises(BatchError, match="output format must be one of tif, zarr"):
+        run_batch(files, out, output_format="png")
+
+
+def test_propagate_into_zarr_and_the_command_line_format(inputs, checkpoint, tmp_path):
+    from napari_sam2.cli import main
+    from napari_sam2.images.zarr_io import read_label_zarr
+
+    movie = inputs / "movie1.tif"
+    tif = run_batch(movie, tmp_path / "tif", mode="propagate", model=checkpoint, **AMG)
+    zarr = run_batch(movie, tmp_path / "zarr", mode="propagate", model=checkpoint, output_format="zarr", **AMG)
+    assert tif.results[0].status == zarr.results[0].status == "ok"
+    assert zarr.results[0].objects == tif.results[0].objects > 0
+    tracked = read_label_zarr(tmp_path / "zarr" / "movie1_labels.zarr")
+    assert np.array_equal(tracked, tifffile.imread(tmp_path / "tif" / "movie1_labels.tif"))
+    args = ["batch", str(inputs / "img03.tif"), "--out", str(tmp_path / "cli"), "--model", str(checkpoint),
+            "--format", "zarr", "--points-per-side", "4", "--pred-iou-thresh", "0"]
+    assert main(args) == 0
+    assert read_label_zarr(tmp_path / "cli" / "img03_labels.zarr").shape == (128, 128)
+    assert main(args) == 0  # resumed: skipped
+    assert json.loads((tmp_path / "cli" / "batch_summary.json").read_text())["counts"]["skipped"] == 1

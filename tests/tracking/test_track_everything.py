@@ -151,6 +151,24 @@ def test_outputs_table_csv_and_napari_tracks(crafted_result, tmp_path):
     assert len(list(folder.glob("mask*.tif"))) == 9
 
 
+def test_label_movie_as_tiff_and_zarr_equals_the_ctc_masks(crafted_result, tmp_path):
+    import tifffile
+    import zarr
+
+    from napari_sam2.images.zarr_io import read_label_zarr
+
+    as_tif = tifffile.imread(crafted_result.write_labels(tmp_path / "tracks.tif"))
+    as_zarr = read_label_zarr(crafted_result.write_labels(tmp_path / "tracks.zarr"))
+    assert as_tif.dtype == as_zarr.dtype == np.uint32 and as_tif.shape == (9, 128, 128)
+    assert np.array_equal(as_tif, as_zarr) and np.array_equal(as_tif, crafted_result.labels)
+    folder = crafted_result.write_ctc(tmp_path / "ctc")
+    masks = np.stack([tifffile.imread(folder / f"mask{t:03d}.tif") for t in range(9)])
+    assert np.array_equal(as_tif, masks)  # no track of this movie has a gap: the same ids
+    assert set(np.unique(as_tif[as_tif > 0])) == set(read_tracks(folder / "res_track.txt"))
+    axes = zarr.open_group(str(tmp_path / "tracks.zarr"), mode="r").attrs["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["t", "y", "x"] and axes[0]["type"] == "time"
+
+
 def test_stopping_keeps_the_frames_done(builtin, tmp_path):
     from napari_sam2 import track_everything
 
@@ -205,14 +223,20 @@ def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys):
     import tifffile
 
     from napari_sam2.cli import main
+    from napari_sam2.images.zarr_io import read_label_zarr
 
     frames = tmp_path / "01"
     frames.mkdir()
     for t, frame in enumerate(crafted_movie()[:3]):
         tifffile.imwrite(frames / f"t{t:03d}.tif", frame)
     out = tmp_path / "01_RES"
-    assert main(["track", str(frames), "--ctc", str(out), "--csv", str(tmp_path / "tracks.csv")]) == 0
+    movie = tmp_path / "tracks.zarr"
+    assert main(["track", str(frames), "--ctc", str(out), "--csv", str(tmp_path / "tracks.csv"), "--labels", str(movie)]) == 0
     assert sorted(p.name for p in out.glob("mask*.tif")) == ["mask000.tif", "mask001.tif", "mask002.tif"]
+    masks = np.stack([tifffile.imread(out / f"mask{t:03d}.tif") for t in range(3)])
+    assert np.array_equal(read_label_zarr(movie), masks) and masks.any()
+    assert main(["track", str(frames), "--ctc", str(out), "--labels", str(tmp_path / "tracks.tif"), "--overwrite"]) == 0
+    assert np.array_equal(tifffile.imread(tmp_path / "tracks.tif"), read_label_zarr(movie))
     tracks = read_tracks(out / "res_track.txt")
     assert sorted(v[:2] for v in tracks.values()) == [(0, 2), (0, 2)]  # the nucleus and the one that leaves later
     assert tifffile.imread(out / "mask001.tif").dtype == np.uint16
@@ -226,3 +250,30 @@ def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["track", str(tmp_path / "empty"), "--ctc", str(tmp_path / "y")]) == 2
     assert "no t*.tif frames" in capsys.readouterr().err
+
+
+def test_cli_track_refuses_an_existing_label_movie_before_any_work(tmp_path, capsys):
+    import tifffile
+
+    from napari_sam2.cli import main
+    from napari_sam2.images.zarr_io import read_label_zarr, write_label_zarr
+
+    frames = tmp_path / "01"
+    frames.mkdir()
+    for t, frame in enumerate(crafted_movie()[:2]):
+        tifffile.imwrite(frames / f"t{t:03d}.tif", frame)
+    kept = np.arange(2 * 16 * 16, dtype=np.uint32).reshape(2, 16, 16)
+    tifffile.imwrite(tmp_path / "tracks.tif", kept)
+    write_label_zarr(tmp_path / "tracks.zarr", kept, first_axis="t")
+    for name in ("tracks.tif", "tracks.zarr"):
+        capsys.readouterr()
+        assert main(["track", str(frames), "--ctc", str(tmp_path / "res"), "--labels", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "res").exists()  # refused before tracking
+    assert np.array_equal(tifffile.imread(tmp_path / "tracks.tif"), kept)
+    assert np.array_equal(read_label_zarr(tmp_path / "tracks.zarr"), kept)
+    frame = frames / "t000.tif"
+    before = frame.read_bytes()
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "res"), "--labels", str(frame), "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err and frame.read_bytes() == before  # never a frame of the movie

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..images.io import is_image_file
-from .spec import BatchError
+from .spec import OUTPUT_SUFFIXES, BatchError
 
 PROMPTS_SUFFIXES = (".prompts.json", ".prompts.csv")
-OUTPUT_SUFFIX = "_labels.tif"  # outputs are <stem>_labels.tif
 
 
 class InputError(ValueError):
@@ -19,7 +18,7 @@ class InputError(ValueError):
 
 def find_inputs(inputs: str | Path | Sequence[str | Path], exclude: str | Path | None = None) -> list[Path]:
     """Image files from paths, folders (their images, not recursive) and glob patterns, in order
-    and without duplicates. Label images (`*_labels.tif`) in the output folder `exclude` that a
+    and without duplicates. Label outputs (`*_labels.tif`) in the output folder `exclude` that a
     folder or glob finds are left out, so outputs are never taken as inputs."""
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     outputs = Path(exclude).resolve() if exclude is not None else None
@@ -35,7 +34,7 @@ def find_inputs(inputs: str | Path | Sequence[str | Path], exclude: str | Path |
             candidates = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))]
         else:
             raise BatchError(f"No such file or folder: {path}")
-        found += [p for p in candidates if is_image_file(p) and not _is_output(p, outputs)]
+        found += [p for p in candidates if is_image_file(p) and not is_output(p, outputs)]
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise BatchError(f"No images found in {', '.join(map(str, items))}.")
@@ -51,5 +50,11 @@ def prompts_beside(path: Path) -> Path | None:
     return None
 
 
-def _is_output(path: Path, folder: Path | None) -> bool:
-    return folder is not None and path.name.endswith(OUTPUT_SUFFIX) and path.resolve().parent == folder
+def is_output(path: Path, folder: Path | None) -> bool:
+    """Whether `path` is named as a label output (`*_labels.tif`, `*_labels.zarr`) and lies in
+    the output folder `folder` (resolved): such files are never inputs."""
+    return (
+        folder is not None
+        and path.name.endswith(tuple(OUTPUT_SUFFIXES.values()))
+        and path.resolve().parent == folder
+    )

@@ -7,10 +7,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .inputs import OUTPUT_SUFFIX, prompts_beside
+from ..images.zarr_io import is_zarr_folder, is_zarr_path
+from .inputs import prompts_beside
 from .outputs import remove_parts
 from .records import input_stamp, output_state
-from .spec import BatchError, BatchSpec
+from .spec import OUTPUT_SUFFIXES, BatchError, BatchSpec
 from .summary import ItemResult
 
 
@@ -26,12 +27,12 @@ class BatchItem:
     stamp: list[list[int]]  # input_stamp when planned
 
 
-def output_names(paths: list[Path]) -> list[str]:
-    """`<stem>_labels.tif` for each input; inputs whose stems collide get their parent folders'
-    names in front (`plate1__A01_labels.tif`) until the names are unique."""
+def output_names(paths: list[Path], suffix: str = OUTPUT_SUFFIXES["tif"]) -> list[str]:
+    """`<stem>_labels.tif` (or another `suffix`) for each input; inputs whose stems collide get
+    their parent folders' names in front (`plate1__A01_labels.tif`) until the names are unique."""
     def name(path: Path, depth: int) -> str:
         parts = [*path.parent.parts[len(path.parent.parts) - depth:], path.stem] if depth else [path.stem]
-        return "__".join(parts) + OUTPUT_SUFFIX
+        return "__".join(parts) + suffix
 
     depth = [0] * len(paths)
     while True:
@@ -62,7 +63,7 @@ def plan_items(
         raise BatchError(f"No prompts file at {shared}.")
     todo, skipped, clashes = [], [], []
     inputs = {p.resolve() for p in paths}
-    for index, (path, name) in enumerate(zip(paths, output_names(paths))):
+    for index, (path, name) in enumerate(zip(paths, output_names(paths, spec.output_suffix))):
         output = output_dir / name
         if output.resolve() in inputs:
             raise BatchError(
@@ -78,6 +79,11 @@ def plan_items(
             continue
         if state == "foreign" and not overwrite:
             clashes.append(output)
+        if output.exists() and not _replaceable(output):
+            raise BatchError(
+                f"{output} exists and is not a label {'zarr folder' if is_zarr_path(output) else 'file'}; "
+                "move it away or choose another output folder."
+            )
         todo.append(item)
     if clashes:  # refused before anything is touched
         raise FileExistsError(
@@ -88,3 +94,8 @@ def plan_items(
         remove_parts(Path(item.output))
     return todo, skipped
 
+
+def _replaceable(output: Path) -> bool:
+    """Whether an existing output can be replaced by the new one: a file for TIFFs; for OME-Zarr
+    a zarr folder (no other folder is ever deleted)."""
+    return is_zarr_folder(output) if is_zarr_path(output) else output.is_file()

@@ -35,11 +35,13 @@ def run_batch(
     scheduler: str | None = None,
     local_cluster: int | bool = False,
     overwrite: bool = False,
+    output_format: str = "tif",
     progress: ProgressCallback | None = None,
     **amg: Any,
 ) -> BatchSummary:
     """Segment many images and stacks into `<name>_labels.tif` files in `output_dir`, beside
     batch_summary.csv / .json (input, output, status, objects, seconds, error, worker).
+    output_format 'zarr' writes OME-Zarr label folders, `<name>_labels.zarr`, instead.
 
     inputs: files, folders and glob patterns of TIFF / PNG / JPEG images and stacks.
     mode: 'everything' (automatic masks of each image or slice; `amg` keyword arguments such as
@@ -71,6 +73,7 @@ def run_batch(
         prompts=str(prompts) if prompts is not None else None,
         direction=direction,
         amg=dict(amg),
+        output_format=output_format,
     )
     if batch_size is not None and batch_size < 1:
         raise BatchError(f"batch_size must be at least 1, not {batch_size}.")

@@ -11,6 +11,7 @@ from typing import Any
 
 MODES = ("everything", "prompts", "propagate")
 DIRECTIONS = ("both", "forward", "backward")
+OUTPUT_SUFFIXES = {"tif": "_labels.tif", "zarr": "_labels.zarr"}  # output_format -> <stem><suffix>
 
 
 class BatchError(ValueError):
@@ -22,7 +23,8 @@ class BatchSpec:
     """mode: 'everything' (automatic masks of every image or slice), 'prompts' (the objects of a
     prompts file on their prompted frames) or 'propagate' (track through stacks; objects from a
     prompts file, else from segmenting the first frame). model: preset name, checkpoint path or
-    None for the default. amg: AutomaticMaskGenerator parameters."""
+    None for the default. amg: AutomaticMaskGenerator parameters. output_format: 'tif' (label
+    TIFFs) or 'zarr' (OME-Zarr label folders, a stack's frames written as they finish)."""
 
     mode: str = "everything"
     model: str | None = None
@@ -32,13 +34,23 @@ class BatchSpec:
     prompts: str | None = None  # a prompts file shared by every input without its own
     direction: str = "both"
     amg: dict[str, Any] = field(default_factory=dict)
+    output_format: str = "tif"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise BatchError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}.")
         if self.direction not in DIRECTIONS:
             raise BatchError(f"direction must be one of {', '.join(DIRECTIONS)}, not {self.direction!r}.")
+        if self.output_format not in OUTPUT_SUFFIXES:
+            raise BatchError(
+                f"output format must be one of {', '.join(OUTPUT_SUFFIXES)}, not {self.output_format!r}."
+            )
         check_amg(self.amg)
+
+    @property
+    def output_suffix(self) -> str:
+        """What follows an input's stem in its output's name: `_labels.tif` or `_labels.zarr`."""
+        return OUTPUT_SUFFIXES[self.output_format]
 
     def settings(self) -> dict[str, Any]:
         """The settings that decide the outputs (the device does not), as plain JSON values."""

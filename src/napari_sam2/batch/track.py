@@ -57,8 +57,8 @@ def track_item(item: BatchItem, engine: Engine) -> ItemResult:
 
 
 def _count_ids(volume) -> int:
-    """Distinct object ids in a label volume, read a frame at a time."""
+    """Distinct object ids in a label volume (a memmap or zarr array), read a frame at a time."""
     ids: set[int] = set()
-    for frame in volume:
-        ids.update(int(v) for v in np.unique(frame) if v)
+    for index in range(volume.shape[0]):
+        ids.update(int(v) for v in np.unique(volume[index]) if v)
     return len(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..batch.spec import OUTPUT_SUFFIXES
 from .common import at_least, fraction, model_options
 
 
@@ -9,12 +10,15 @@ def register(sub) -> None:
     batch = sub.add_parser(
         "batch",
         help="segment or track many images and stacks, on this machine or a dask cluster; resumes when run again",
-        description="Label TIFFs (<name>_labels.tif) and batch_summary.csv/.json go to --out; inputs whose "
-        "outputs are complete are skipped, so running the same command again resumes. See docs/batch.md.",
+        description="Label TIFFs (<name>_labels.tif; with --format zarr OME-Zarr folders, <name>_labels.zarr) "
+        "and batch_summary.csv/.json go to --out; inputs whose outputs are complete are skipped, so running "
+        "the same command again resumes. See docs/batch.md.",
     )
     model_options(batch)
     batch.add_argument("inputs", nargs="+", help="image files, stacks, folders or glob patterns")
     batch.add_argument("--out", required=True, help="output folder")
+    batch.add_argument("--format", dest="output_format", default="tif", choices=list(OUTPUT_SUFFIXES),
+                       help="label TIFFs (default) or OME-Zarr folders (a stack's frames written as they finish)")
     batch.add_argument("--mode", default="everything", choices=["everything", "prompts", "propagate"],
                        help="segment everything, the objects of prompts files, or track through stacks")
     batch.add_argument("--prompts", help="prompts file for inputs without their own <name>.prompts.json")
@@ -39,7 +43,8 @@ def _batch(args) -> int:
         args.inputs, args.out, mode=args.mode, model=args.model, prompts=args.prompts,
         direction=args.direction, device=args.device, precision=args.precision,
         batch_size=args.batch_size, scheduler=args.scheduler, local_cluster=args.local_cluster or False,
-        overwrite=args.overwrite, progress=TextProgress("batch", unit="input"), points_per_side=args.points_per_side,
+        overwrite=args.overwrite, output_format=args.output_format, progress=TextProgress("batch", unit="input"),
+        points_per_side=args.points_per_side,
         pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
         min_mask_region_area=args.min_area, crop_n_layers=args.crop_layers,
     )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..batch.inputs import is_output
 from ..images.io import check_output_file, is_image_file
-
-OUTPUT_SUFFIX = "_labels.tif"
 
 
 def model_options(p: argparse.ArgumentParser) -> None:
@@ -70,10 +69,7 @@ def image_files(inputs: list[str], out: Path | None = None) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(
-                p for p in path.iterdir()
-                if is_image_file(p) and not (p.name.endswith(OUTPUT_SUFFIX) and p.parent.resolve() == out)
-            )
+            files += sorted(p for p in path.iterdir() if is_image_file(p) and not is_output(p, out))
         elif path.exists():
             files.append(path)
         else:

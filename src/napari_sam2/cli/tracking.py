@@ -1,12 +1,12 @@
 """`track`: every cell of a movie tracked automatically, written in the Cell Tracking Challenge
-format (maskNNN.tif + res_track.txt) and optionally as a CSV track table."""
+format (maskNNN.tif + res_track.txt) and optionally as a CSV track table and a label movie."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from .common import at_least, model_options
+from .common import at_least, model_options, output_path
 
 
 def register(sub) -> None:
@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("frames", help="a folder of t*.tif frames (the challenge's layout) or a (T, H, W) stack file")
     p.add_argument("--ctc", required=True, metavar="OUT_DIR", help="output folder for maskNNN.tif and res_track.txt")
     p.add_argument("--csv", default=None, metavar="FILE", help="also write the track table (track_id, frame, y, x, parent)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="also write the label movie (T, H, W), track ids as values: a TIFF, or OME-Zarr for FILE.zarr")
     p.add_argument("--direction", default="forward", choices=["forward", "backward"],
                    help="forward: from the first frame (default); backward: from the last (no divisions)")
     p.add_argument("--detect-every", type=at_least(1), default=1, metavar="N",
@@ -24,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--min-area", type=at_least(1), default=None, metavar="PIXELS",
                    help="smallest cell (default: a fifth of the first frame's median blob)")
     p.add_argument("--no-divisions", dest="divisions", action="store_false", help="never split a track into daughters")
-    p.add_argument("--overwrite", action="store_true", help="replace the masks and res_track.txt in an existing OUT_DIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the masks and res_track.txt in an existing OUT_DIR, and existing --csv / --labels files")
     p.set_defaults(handler=_track)
 
 
@@ -42,6 +45,14 @@ def read_frames(path: str | Path):
     return data
 
 
+def movie_files(path: str | Path) -> list[Path]:
+    """The files a movie is read from (a CTC folder's frames, or the stack file): never outputs."""
+    from ..images.ctc import frame_files
+
+    path = Path(path)
+    return frame_files(path) if path.is_dir() else [path]
+
+
 def _track(args) -> int:
     from ..progress import TextProgress
     from ..tracking.everything import Settings, track_everything
@@ -52,6 +63,8 @@ def _track(args) -> int:
         raise FileExistsError(f"{out} already exists and is not empty: choose another folder or pass --overwrite.")
     if args.csv and Path(args.csv).exists() and not args.overwrite:
         raise FileExistsError(f"{args.csv} already exists: choose another file or pass --overwrite.")
+    if args.labels:
+        output_path(Path(args.labels), args.overwrite, movie_files(args.frames))
     frames = read_frames(args.frames)
     settings = Settings(
         direction=args.direction, detect_every=args.detect_every, min_area=args.min_area, divisions=args.divisions
@@ -62,6 +75,8 @@ def _track(args) -> int:
     result.write_ctc(out, overwrite=args.overwrite)
     if args.csv:
         result.write_csv(args.csv)
+    if args.labels:
+        result.write_labels(args.labels)
     parents = result.parents
     print(f"{len(result.lineage.first)} tracks, {len(set(parents.values()))} divisions, {len(result.frames_done)} frames -> {out}", file=sys.stderr)
     return 0

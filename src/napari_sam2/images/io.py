@@ -85,13 +85,14 @@ def frame_shape(shape: Sequence[int]) -> tuple[int, int]:
     return (int(shape[1]), int(shape[2])) if is_stack(shape) else (int(shape[0]), int(shape[1]))
 
 
-def write_labels(path: str | Path, labels: np.ndarray) -> None:
-    """A label image or movie as a zlib-compressed TIFF, written atomically."""
+def write_labels(path: str | Path, labels: np.ndarray, first_axis: str = "z") -> None:
+    """A label image or movie as a zlib-compressed TIFF, written atomically; as OME-Zarr when
+    `path` ends in .zarr (first_axis: 'z' or 't', the name of a volume's first axis there)."""
     import tifffile
 
     path = Path(path)
     if is_zarr_path(path):  # OME-Zarr, for outputs named *.zarr
-        return write_label_zarr(path, labels)
+        return write_label_zarr(path, labels, first_axis)
     partial = path.with_name(path.name + ".part")
     try:
         tifffile.imwrite(partial, labels, compression="zlib", photometric="minisblack")

@@ -24,6 +24,7 @@ import numpy as np
 from ..engine.object_ending import ObjectEnding
 from ..engine.tracker import StackTracker
 from ..images.ctc import Tracks, ctc_tracks, write_ctc
+from ..images.io import write_labels
 from ..images.normalization import Normalization
 from ..modeling.sam2 import SAM2Model
 from ..progress import ProgressCallback, StopCheck
@@ -85,6 +86,13 @@ class TrackingResult:
         labels, tracks = self.ctc()
         first = sorted(self.frames_done)[0] if self.frames_done else 0
         return write_ctc(out_dir, ((first + i, labels[i]) for i in range(len(labels))), tracks, overwrite)
+
+    def write_labels(self, path: str | Path) -> Path:
+        """The label movie (T, H, W) uint32, track ids as values (those of `tracks` and the CSV),
+        as a TIFF, or OME-Zarr with a first axis 't' when `path` ends in .zarr; written
+        atomically, replacing an existing file (callers check first)."""
+        write_labels(path, np.asarray(self.labels, dtype=np.uint32), first_axis="t")
+        return Path(path)
 
     def write_csv(self, path: str | Path) -> Path:
         """The track table with each track's parent: track_id, frame, y, x, parent."""
