@@ -55,6 +55,14 @@ def test_segment_folder_and_stack(tmp_path, checkpoint):
     again = cli("segment", folder, *args, check=False)
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
     cli("segment", folder, *args, "--overwrite")
+    # OME-Zarr folders hold the same labels, and are outputs, never inputs, on the next run
+    cli("segment", folder, tmp_path / "zstack.tif", *args, "--format", "zarr")
+    from napari_sam2.images.zarr_io import read_label_zarr
+
+    for name in ("a", "b", "zstack"):
+        np.testing.assert_array_equal(read_label_zarr(out / f"{name}_labels.zarr"), tifffile.imread(out / f"{name}_labels.tif"))
+    again = cli("segment", folder, *args, "--format", "zarr", check=False)
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
 
 
 def test_propagate_streams_a_label_stack(tmp_path, checkpoint):

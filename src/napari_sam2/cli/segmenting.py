@@ -23,6 +23,8 @@ def register(sub) -> None:
     channel_options(segment)
     segment.add_argument("inputs", nargs="+", help="image files, stacks (each slice is segmented) or folders")
     segment.add_argument("--out", required=True, help="output folder (<name>_labels.tif for each input)")
+    segment.add_argument("--format", dest="output_format", default="tif", choices=["tif", "zarr"],
+                         help="label TIFFs (default) or OME-Zarr folders (<name>_labels.zarr)")
     segment.add_argument("--points-per-side", type=at_least(1), default=32)
     segment.add_argument("--pred-iou-thresh", type=fraction, default=None, help="keep masks the model rates at least this (default: the model's own, else 0.8)")
     segment.add_argument("--stability-score-thresh", type=fraction, default=None, help="keep masks at least this stable (default: the model's own, else 0.95)")
@@ -61,6 +63,7 @@ def _segment(args) -> int:
 
     from ..api import segment_everything
     from ..batch.plan import output_names
+    from ..batch.spec import OUTPUT_SUFFIXES
     from ..images.io import check_writable_folder, is_stack, read_image, write_labels
     from ..progress import TextProgress
     from . import error_line
@@ -70,7 +73,8 @@ def _segment(args) -> int:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file; segment writes one label file per input into a folder.")
     check_writable_folder(out)
-    targets = [(f, out / name) for f, name in zip(files, output_names(files))]
+    names = output_names(files, OUTPUT_SUFFIXES[args.output_format])
+    targets = [(f, out / name) for f, name in zip(files, names)]
     for _, target in targets:  # all checked before any work
         output_path(target, args.overwrite, files)
     model = load_from_args(args)
