@@ -1,10 +1,11 @@
 """Measure a training run's best model and install it as the built-in model.
 
-`python scripts/ship_model.py RUN_DIR --command "napari-sam2 train ..." [--calibrate VAL_DIR]`:
-runs the full held-out report (docs/shipped_model.md), chooses segment-everything's filters on
-VAL_DIR (a labelled validation folder, e.g. DSB 2018 val), then writes
+`python scripts/ship_model.py RUN_DIR --command "napari-sam2 train ..." [--calibrate VAL_DIR]
+[--shared SHARED_DATA]`: chooses segment-everything's filters on VAL_DIR (a labelled validation
+folder, e.g. DSB 2018 val), then measures the model with those filters on the real sets of
+SHARED_DATA and on the synthetic held-out report (docs/shipped_model.md), then writes
 src/napari_sam2/weights/napari_sam2_micro.pt (the run's best.pt, official format) and .json (how
-it was trained, the filters, the measured metrics, and RUN_DIR/real_eval.json when there is one).
+it was trained, the filters and every figure). Without --shared, RUN_DIR/real_eval.json is copied.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from napari_sam2 import load_model
 from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
 from napari_sam2.training.evaluate import full_report
-from napari_sam2.training.real_eval import calibrate_filters, load_samples
+from napari_sam2.training.real_eval import calibrate_filters, load_samples, shared_report
 
 PRED_IOU = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 STABILITY = (0.85, 0.9, 0.95)
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="anything else a reader needs to reproduce it")
     parser.add_argument("--calibrate", type=Path, help="validation folder for segment-everything's filters")
     parser.add_argument("--calibrate-limit", type=int, default=20, help="validation images used for that")
+    parser.add_argument("--shared", type=Path, help="the shared real data folder to measure on (after calibration)")
     parser.add_argument("--skip-report", action="store_true", help="keep the metrics of the run's best.json")
     args = parser.parse_args()
     best = args.run_dir / "best.pt"
@@ -50,11 +52,14 @@ def main() -> None:
         metadata["segment_everything"] = {
             **filters, "chosen_on": f"{len(samples)} images of {args.calibrate.name}", "grid": table,
         }
+        model.segment_everything_defaults = filters  # every figure below uses the chosen filters
     if not args.skip_report:
         start = time.perf_counter()
         metadata.update(metrics=full_report(model), metrics_seconds=round(time.perf_counter() - start, 1))
     real = args.run_dir / "real_eval.json"
-    if real.is_file():
+    if args.shared:
+        metadata["real_metrics"] = shared_report(model, args.shared)
+    elif real.is_file():
         metadata["real_metrics"] = json.loads(real.read_text())
     metadata.update(
         command=args.command, image_size=model.image_size, parameters=sum(p.numel() for p in model.parameters())

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 REAL_SAMPLES = {
-    "nuclei_fluorescence": "fluorescence nuclei, many touching (DSB 2018, CC0)",
-    "nuclei_histology": "stained tissue nuclei in clumps (DSB 2018, CC0)",
+    "nuclei_fluorescence": "fluorescence nuclei, some touching (DSB 2018, CC0)",
+    "nuclei_histology": "stained tissue nuclei (DSB 2018, CC0)",
 }
 
 
