@@ -277,3 +277,38 @@ def test_cli_track_refuses_an_existing_label_movie_before_any_work(tmp_path, cap
     before = frame.read_bytes()
     assert main(["track", str(frames), "--ctc", str(tmp_path / "res"), "--labels", str(frame), "--overwrite"]) == 2
     assert "is the input" in capsys.readouterr().err and frame.read_bytes() == before  # never a frame of the movie
+
+
+def test_resumed_track_is_the_ended_one_under_the_new_object():
+    from napari_sam2.tracking.everything import resumed_track
+
+    shape = (64, 64)
+    last_a, last_b = _disc(shape, 20, 20, 8), _disc(shape, 45, 45, 8)
+    ended = {3: (5, last_a), 7: (6, last_b)}
+    assert resumed_track(_disc(shape, 22, 21, 8), ended) == 3  # moved a little
+    assert resumed_track(_disc(shape, 46, 44, 4), ended) == 7  # smaller, inside the old mask
+    assert resumed_track(_disc(shape, 20, 50, 8), ended) == 0  # somewhere else: a new track
+
+
+def test_a_nucleus_missing_for_a_frame_keeps_its_track(builtin):
+    """A nucleus gone for one frame ends its track; found again, it resumes it (the challenge's
+    files then split the track at the gap, with the earlier part as parent). A second nucleus
+    stays throughout."""
+    from napari_sam2 import track_everything
+
+    shape = (128, 128)
+    rng = np.random.default_rng(1)
+    movie = np.full((7, *shape), 100.0)
+    for t in range(7):
+        movie[t][_disc(shape, 95, 95, 10)] = 900
+        if t != 3:
+            movie[t][_disc(shape, 40, 35 + t, 11)] = 1000
+    movie = (movie + rng.normal(0, 20, movie.shape)).clip(0).astype(np.uint16)
+    kept = track_everything(movie, builtin)
+    before, after, other = int(kept.labels[2][40, 37]), int(kept.labels[4][40, 39]), int(kept.labels[3][95, 95])
+    assert before and after == before and other not in (0, before)
+    assert not (kept.labels[3] == before).any()
+    labels, tracks = kept.ctc()
+    assert len(tracks) == 3 and tracks[int(labels[4][40, 39])] == (4, 6, int(labels[2][40, 37]))
+    split = track_everything(movie, builtin, bridge=0)
+    assert int(split.labels[4][40, 39]) not in (0, int(split.labels[2][40, 37]))

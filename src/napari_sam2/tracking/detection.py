@@ -58,12 +58,14 @@ def detect_new(
     min_area: int,
     split_distance: int,
     max_covered: float = 0.3,
+    max_same: float = 0.5,
     min_score: float = 0.3,
     grow: int = 3,
 ) -> list[Detection]:
     """Objects on `frame` that `covered` (what tracks hold) does not: blobs less than
     `max_covered` covered, segmented from their box, clipped to the blob grown by `grow` px and
-    to the uncovered pixels."""
+    to the uncovered pixels. A blob whose model mask lies more than `max_same` on tracked pixels
+    is part of a tracked object (a nucleus its track covers only in part), not a new one."""
     blobs = foreground_blobs(rgb, min_area, split_distance)
     candidates = []
     for index, where in enumerate(ndimage.find_objects(blobs), start=1):
@@ -83,6 +85,8 @@ def detect_new(
     masks, scores = tracker.segment_boxes(frame, boxes)
     found = []
     for (index, where), mask, score in zip(candidates, masks, scores):
+        if score >= min_score and (mask & covered).sum() > max_same * mask.sum():
+            continue  # the model sees a tracked object in this box: a part of it, not a new one
         blob = blobs == index
         region = ndimage.binary_dilation(blob, iterations=grow) & ~covered
         mask = mask & region

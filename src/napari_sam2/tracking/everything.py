@@ -43,6 +43,7 @@ class Settings:
     division_share: float = 0.25  # the smaller daughter holds at least this share of the two
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
     touch_distance: int = 3  # pixels between a dividing track and its second daughter
+    bridge: int = 2  # frames within which an ended track resumes when its object is found again
     ending: ObjectEnding = field(default_factory=ObjectEnding)
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class Settings:
             raise ValueError(f"direction must be 'forward' or 'backward', not {self.direction!r}.")
         if self.detect_every < 1:
             raise ValueError("detect_every must be at least 1 (frames between detections).")
+        if self.bridge < 0:
+            raise ValueError("bridge must be 0 (never resume an ended track) or more frames.")
 
 
 @dataclass
@@ -166,21 +169,27 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
     divisions = settings.divisions and not reverse
     min_area = split = None
     areas: dict[int, int] = {}  # track -> area on the previous frame
+    previous: dict[int, np.ndarray] = {}  # track -> its mask on the previous frame
+    ended: dict[int, tuple[int, np.ndarray]] = {}  # track -> (step it ended, its last mask)
     for step, frame in enumerate(order):
         if step + 1 < len(order):
             tracker.frames.prefetch([order[step + 1]])
         rgb = tracker.frames.get(frame)
         if min_area is None:
             min_area, split = _sizes(rgb, settings.min_area)
+        ended = {t: e for t, e in ended.items() if step - e[0] <= settings.bridge}
         masks: dict[int, np.ndarray] = {}
         if tracker.obj_ids:
             result = tracker.track(frame, reverse, rgb)
             for i, track in enumerate(result.obj_ids):
-                if result.ended[i]:
+                mask = result.masks[i]
+                if result.ended[i] or largest_part(mask).sum() < min_area // 2:  # gone, or only a fragment left
                     tracker.remove_object(track)
                     areas.pop(track, None)
-                elif result.masks[i].any():
-                    masks[track] = result.masks[i]
+                    if track in previous:
+                        ended[track] = (step, previous[track])
+                else:
+                    masks[track] = mask
         masks = _divide_split_masks(tracker, frame, masks, lineage, min_area, settings) if divisions else masks
         masks = {t: largest_part(m) for t, m in masks.items()}
         if step % settings.detect_every == 0:
@@ -196,7 +205,8 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
                     tracker.add_mask(frame, first, masks[first])
                     second = lineage.new_track(frame, mother)
                 else:
-                    second = lineage.new_track(frame)
+                    second = resumed_track(found.mask, ended) or lineage.new_track(frame)
+                    ended.pop(second, None)
                 tracker.add_mask(frame, second, found.mask)
                 masks[second] = found.mask
         frame_labels = np.zeros(tracker.frame_hw, np.uint32)
@@ -204,7 +214,21 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
             frame_labels[mask & (frame_labels == 0)] = track
         lineage.record(frame, frame_labels)
         areas = {t: int((frame_labels == t).sum()) for t in masks}
+        previous = {t: frame_labels == t for t in masks}
         yield frame, frame_labels
+
+
+def resumed_track(mask: np.ndarray, ended: dict[int, tuple[int, np.ndarray]], overlap: float = 0.5) -> int:
+    """The recently ended track whose last mask covers at least `overlap` of the smaller of it and
+    a newly found object (the same object, lost for a few frames), or 0: its track goes on."""
+    best, best_share = 0, overlap
+    area = int(mask.sum())
+    for track, (_, last) in ended.items():
+        shared = int((mask & last).sum())
+        share = shared / max(min(area, int(last.sum())), 1)
+        if share >= best_share:
+            best, best_share = track, share
+    return best
 
 
 def _sizes(rgb: np.ndarray, min_area: int | None) -> tuple[int, int]:
