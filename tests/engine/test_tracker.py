@@ -300,6 +300,22 @@ def test_object_score_combines_presence_size_and_continuity():
         ObjectEnding(absent_below=0.5, present_above=0.4)
 
 
+def test_a_mask_that_slides_onto_a_tracked_neighbour_loses_ownership():
+    import torch
+
+    from napari_sam2.engine.object_ending import EndingState, object_score, owned_shares
+
+    neighbour = torch.full((1, 1, 32, 32), -5.0)
+    neighbour[..., 8:16, 8:16] = 6.0
+    sliding = torch.full((1, 1, 32, 32), -5.0)
+    sliding[..., 8:16, 4:14] = 2.0  # 80 pixels, 48 of them on the neighbour, who is surer there
+    own = owned_shares({1: sliding, 2: neighbour})
+    assert own[1] == pytest.approx(32 / 80) and own[2] == 1.0
+    assert owned_shares({1: sliding}) == {1: 1.0}  # alone, nothing to lose to
+    state = EndingState(reference_area=80.0)
+    assert object_score(sliding, 8.0, state, full_size=0.5, owned=own[1]) == pytest.approx(0.4)
+
+
 def _disc_stack():
     """12 slices: a disc on slices 3-7 (largest on 5) beside a disc on every slice."""
     yy, xx = np.mgrid[:128, :128]

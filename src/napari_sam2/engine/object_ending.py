@@ -6,8 +6,10 @@ combines three signs that the object is gone, each in [0, 1]:
 - presence: sigmoid of the model's object-score logit;
 - size: the mask's area relative to its area on the object's conditioning (prompted) frame;
 - continuity: the share of the smaller of this and the previous frame's masks that the other
-  covers (a mask that jumps to another object has little overlap with where it was).
-The object score is the smallest of the three.
+  covers (a mask that jumps to another object has little overlap with where it was);
+- ownership: the share of the mask where no other tracked object's logit is higher (a mask
+  that slides step by step onto a tracked neighbour loses it).
+The object score is the smallest of the four.
 """
 
 from __future__ import annotations
@@ -50,8 +52,11 @@ def mask_area(low_res: torch.Tensor) -> float:
     return float((low_res > 0).sum())
 
 
-def object_score(low_res: torch.Tensor, presence_logit: float, state: EndingState, full_size: float) -> float:
-    """The object's score on a frame in [0, 1] (see the module docstring)."""
+def object_score(
+    low_res: torch.Tensor, presence_logit: float, state: EndingState, full_size: float, owned: float = 1.0
+) -> float:
+    """The object's score on a frame in [0, 1] (see the module docstring); `owned` is the
+    ownership share (`owned_shares`)."""
     mask = low_res.reshape(low_res.shape[-2:]) > 0
     area = float(mask.sum())
     presence = float(torch.sigmoid(torch.tensor(presence_logit)))
@@ -61,7 +66,23 @@ def object_score(low_res: torch.Tensor, presence_logit: float, state: EndingStat
         before = float(state.previous.sum())
         if before > 0:
             continuity = float((mask & state.previous).sum()) / min(area, before)
-    return min(presence, size, continuity)
+    return min(presence, size, continuity, owned)
+
+
+def owned_shares(low_res: dict[int, torch.Tensor]) -> dict[int, float]:
+    """For each object, the share of its mask (logits > 0) where its logit is the highest of all
+    objects' (1.0 for an empty mask or a lone object)."""
+    if len(low_res) < 2:
+        return {i: 1.0 for i in low_res}
+    ids = list(low_res)
+    logits = torch.stack([low_res[i].reshape(low_res[i].shape[-2:]) for i in ids])
+    winner = logits.argmax(dim=0)
+    shares = {}
+    for k, i in enumerate(ids):
+        mask = logits[k] > 0
+        area = int(mask.sum())
+        shares[i] = float((mask & (winner == k)).sum()) / area if area else 1.0
+    return shares
 
 
 def update(state: EndingState, score: float, low_res: torch.Tensor, rule: ObjectEnding) -> bool:

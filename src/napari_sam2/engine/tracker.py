@@ -35,7 +35,7 @@ from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Model
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .memory_bank import frames_to_keep
-from .object_ending import EndingState, ObjectEnding, mask_area, object_score, update
+from .object_ending import EndingState, ObjectEnding, mask_area, object_score, owned_shares, update
 from .object_memory import FrameState, TrackedObject, condition_on_memories, group_by_layout
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
@@ -340,6 +340,7 @@ class StackTracker:
     def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, FrameState]) -> dict[int, float]:
         """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""
         scores = {}
+        owned = owned_shares(low_res) if self.ending is not None else {}
         for obj_id, out in list(low_res.items()):
             obj = self._objects[obj_id]
             if frame in obj.cond:
@@ -353,7 +354,7 @@ class StackTracker:
             state = self._ending.get(obj_id)
             if state is None:
                 state = self._ending[obj_id] = EndingState(max(mask_area(s.low_res) for s in obj.cond.values()))
-            scores[obj_id] = object_score(out, presence, state, self.ending.full_size)
+            scores[obj_id] = object_score(out, presence, state, self.ending.full_size, owned[obj_id])
             if update(state, scores[obj_id], out, self.ending):
                 low_res[obj_id] = torch.full_like(out, NO_OBJECT_SCORE)
         return scores
