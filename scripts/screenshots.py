@@ -146,6 +146,9 @@ def main() -> None:
     widget.ensureWidgetVisible(tune, 0, 0)
     shoot(widget.sections["finetune"], "finetune")
     viewer.close()
+    from napari.qt.threading import WorkerBase
+
+    WorkerBase.await_workers(60_000)  # as napari does when its app quits: no job outlives the window
 
 
 if __name__ == "__main__":
