@@ -8,7 +8,8 @@ combines three signs that the object is gone, each in [0, 1]:
 - continuity: the share of the smaller of this and the previous frame's masks that the other
   covers (a mask that jumps to another object has little overlap with where it was);
 - ownership: the share of the mask where no other tracked object's logit is higher (a mask
-  that slides step by step onto a tracked neighbour loses it).
+  that slides step by step onto a tracked neighbour loses it); only where objects may not
+  overlap (the tracker's `non_overlapping`, the default).
 The object score is the smallest of the four.
 """
 

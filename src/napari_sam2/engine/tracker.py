@@ -340,7 +340,8 @@ class StackTracker:
     def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, FrameState]) -> dict[int, float]:
         """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""
         scores = {}
-        owned = owned_shares(low_res) if self.ending is not None else {}
+        # Ownership only where objects may not overlap: nested objects (a nucleus in its cell) may.
+        owned = owned_shares(low_res) if self.ending is not None and self.non_overlapping else {}
         for obj_id, out in list(low_res.items()):
             obj = self._objects[obj_id]
             if frame in obj.cond:
@@ -354,7 +355,7 @@ class StackTracker:
             state = self._ending.get(obj_id)
             if state is None:
                 state = self._ending[obj_id] = EndingState(max(mask_area(s.low_res) for s in obj.cond.values()))
-            scores[obj_id] = object_score(out, presence, state, self.ending.full_size, owned[obj_id])
+            scores[obj_id] = object_score(out, presence, state, self.ending.full_size, owned.get(obj_id, 1.0))
             if update(state, scores[obj_id], out, self.ending):
                 low_res[obj_id] = torch.full_like(out, NO_OBJECT_SCORE)
         return scores
