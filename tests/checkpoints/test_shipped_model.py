@@ -90,20 +90,22 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 @pytest.fixture(scope="module")
 def val_subset():
-    from napari_sam2.training.real_eval import by_modality, load_samples
+    from napari_sam2.training.real_eval import load_samples
 
-    if not (SHARED / "dsb2018" / "val" / "index.csv").is_file():
+    val = SHARED / "dsb2018" / "val"
+    if not (val / "index.csv").is_file():
         pytest.skip("../shared/data is not here (a user's clone)")
-    groups = by_modality(load_samples(SHARED / "dsb2018" / "val"))
-    return {"fluorescence": groups["fluorescence"][:8], "other": groups["color_histology_or_bf"][:4]}
+    return {
+        "fluorescence": load_samples(val, limit=8, modalities=["fluorescence"]),
+        "other": load_samples(val, limit=4, modalities=["color_histology_or_bf"]),
+    }
 
 
 def test_clicks_and_boxes_on_real_nuclei(model, val_subset):
-    from napari_sam2.training.real_eval import interactive, otsu_click_score
+    from napari_sam2.training.real_eval import interactive
 
     for modality, samples in val_subset.items():
         scores = interactive(model, samples, max_objects=6)
-        print(modality, scores, "otsu", otsu_click_score(samples, 6))
         for measure in ("click", "box", "click_2_corrections"):
             assert scores[measure] >= REAL_FLOORS[f"{modality}_{measure}"], (modality, scores)
 
@@ -116,5 +118,4 @@ def test_segment_everything_finds_real_nuclei(model, val_subset):
     samples = val_subset["fluorescence"]
     ours = automatic(samples, AutomaticMaskGenerator(model, precision="fp32").generate_labels)
     baseline = automatic(samples, otsu_watershed)
-    print(ours, baseline)
     assert ours["f1"] >= REAL_FLOORS["automatic_f1"] and ours["f1"] > baseline["f1"], (ours, baseline)

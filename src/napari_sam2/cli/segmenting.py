@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..batch.spec import OUTPUT_SUFFIXES
 from .common import (
     at_least,
     channel_options,
@@ -23,7 +24,7 @@ def register(sub) -> None:
     channel_options(segment)
     segment.add_argument("inputs", nargs="+", help="image files, stacks (each slice is segmented) or folders")
     segment.add_argument("--out", required=True, help="output folder (<name>_labels.tif for each input)")
-    segment.add_argument("--format", dest="output_format", default="tif", choices=["tif", "zarr"],
+    segment.add_argument("--format", dest="output_format", default="tif", choices=list(OUTPUT_SUFFIXES),
                          help="label TIFFs (default) or OME-Zarr folders (<name>_labels.zarr)")
     segment.add_argument("--points-per-side", type=at_least(1), default=32)
     segment.add_argument("--pred-iou-thresh", type=fraction, default=None, help="keep masks the model rates at least this (default: the model's own, else 0.8)")
@@ -63,7 +64,6 @@ def _segment(args) -> int:
 
     from ..api import segment_everything
     from ..batch.plan import output_names
-    from ..batch.spec import OUTPUT_SUFFIXES
     from ..images.io import check_writable_folder, is_stack, read_image, write_labels
     from ..progress import TextProgress
     from . import error_line

@@ -179,19 +179,22 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
             min_area, split = _sizes(rgb, settings.min_area)
         ended = {t: e for t, e in ended.items() if step - e[0] <= settings.bridge}
         masks: dict[int, np.ndarray] = {}
+        gone: list[int] = []  # tracks that end on this frame
         if tracker.obj_ids:
             result = tracker.track(frame, reverse, rgb)
             for i, track in enumerate(result.obj_ids):
-                mask = result.masks[i]
-                if result.ended[i] or largest_part(mask).sum() < min_area // 2:  # gone, or only a fragment left
-                    tracker.remove_object(track)
-                    areas.pop(track, None)
-                    if track in previous:
-                        ended[track] = (step, previous[track])
+                if result.ended[i]:
+                    gone.append(track)
                 else:
-                    masks[track] = mask
+                    masks[track] = result.masks[i]
         masks = _divide_split_masks(tracker, frame, masks, lineage, min_area, settings) if divisions else masks
         masks = {t: largest_part(m) for t, m in masks.items()}
+        gone += [t for t, m in masks.items() if m.sum() < min_area // 2]  # only a fragment of it left
+        for track in gone:
+            tracker.remove_object(track)
+            masks.pop(track, None)
+            if track in previous:
+                ended[track] = (step, previous[track])
         if step % settings.detect_every == 0:
             covered = np.zeros(tracker.frame_hw, bool)
             for m in masks.values():
@@ -213,8 +216,8 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
         for track, mask in masks.items():
             frame_labels[mask & (frame_labels == 0)] = track
         lineage.record(frame, frame_labels)
-        areas = {t: int((frame_labels == t).sum()) for t in masks}
         previous = {t: frame_labels == t for t in masks}
+        areas = {t: int(m.sum()) for t, m in previous.items()}
         yield frame, frame_labels
 
 
