@@ -4,8 +4,9 @@
       two divisions on Fluo-N2DH-GOWT1/01 (92 frames, 1024 px) with the built-in model
   python benchmarks/track_everything.py synthetic [--movies N]           divisions found with
       the right parent, DET/SEG/TRA, on synthetic nuclei movies with divisions
-  python benchmarks/track_everything.py speed                             seconds per frame with
-      1 and 100 objects (512 px frames, built-in model)
+  python benchmarks/track_everything.py speed [--model M --size S --objects 1 16 --window 0 256]
+      seconds per frame with 1, 10 and 100 objects over whole frames and in 128 px windows
+      (512 px frames, built-in model)
 Timings depend on what else runs on the machine.
 """
 
@@ -138,29 +139,52 @@ def synthetic(args) -> None:
 
 
 def speed(args) -> None:
+    """Seconds per frame (encoding included) with n objects, over whole frames and in windows.
+
+    Every object is given as a mask on frames 0-6, so the memory bank is full (seven frames) and
+    every object is where its window expects it whatever the weights (presets have random
+    ones); frame 7 is then tracked `--frames` times, encoding it each time."""
+    from napari_sam2 import build_model
     from napari_sam2.engine.tracker import StackTracker
 
-    model = load_model()
+    model = build_model(args.model, device="cpu") if args.model else load_model()
+    size, n_max = args.size, max(args.objects)
+    side = int(np.ceil(np.sqrt(n_max)))
+    step = size // side
+    radius = max(4, int(step * 0.3))
     rng = np.random.default_rng(0)
-    movie = rng.integers(80, 120, (args.frames + 1, 512, 512)).astype(np.uint16)
-    yy, xx = np.mgrid[:512, :512]
-    centres = [(26 + 51 * (i // 10), 26 + 51 * (i % 10)) for i in range(100)]
-    for cy, cx in centres:
-        movie[:, (yy - cy) ** 2 + (xx - cx) ** 2 < 15**2] += 800
-    print("objects  s/frame  ratio to one object")
-    base = None
-    for n in (1, 10, 100):
-        tracker = StackTracker(model, movie)
-        for i, (cy, cx) in enumerate(centres[:n]):
-            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 15**2
-            tracker.add_mask(0, i + 1, disc)
-        tracker.track(0)
-        t0 = time.perf_counter()
-        for t in range(1, args.frames + 1):
-            tracker.track(t)
-        per = (time.perf_counter() - t0) / args.frames
-        base = base or per
-        print(f"{n:7d}  {per:7.2f}  {per / base:5.1f}x", flush=True)
+    movie = rng.integers(80, 120, (8, size, size)).astype(np.uint16)
+    yy, xx = np.mgrid[:size, :size]
+    centres = [(step // 2 + step * (i // side), step // 2 + step * (i % side)) for i in range(n_max)]
+    discs = [(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2 for cy, cx in centres]
+    for disc in discs:
+        movie[:, disc] += 800
+    name = args.model or "built-in"
+    print(f"{name}, {size} px frames, discs of radius {radius} px, {args.frames} timed frames")
+    print("| objects | " + " | ".join(f"{_mode(w)} s/frame | ratio to 1 object" for w in args.window) + " |")
+    base: dict[int, float] = {}
+    for n in args.objects:
+        cells = []
+        for window in args.window:
+            tracker = StackTracker(model, movie, window=window or None)
+            for frame in range(7):
+                for i in range(n):
+                    tracker.add_mask(frame, i + 1, discs[i])
+            tracker.track(7)
+            times = []
+            for _ in range(args.frames):
+                tracker._feature_cache.clear()
+                t0 = time.perf_counter()
+                tracker.track(7)
+                times.append(time.perf_counter() - t0)
+            per = float(np.median(times))
+            base.setdefault(window, per)
+            cells.append(f"{per:.3f} | {per / base[window]:.1f}x")
+        print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _mode(window: int) -> str:
+    return "whole frame" if not window else f"window {window} px"
 
 
 def main() -> None:
@@ -176,6 +200,10 @@ def main() -> None:
     s.add_argument("--length", type=int, default=30)
     p = sub.add_parser("speed")
     p.add_argument("--frames", type=int, default=3)
+    p.add_argument("--model", default=None, help="a preset (random weights); default the built-in model")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 100])
+    p.add_argument("--window", type=int, nargs="+", default=[0, 128], help="0: whole frames")
     args = parser.parse_args()
     {"gowt1": gowt1, "synthetic": synthetic, "speed": speed}[args.what](args)
 

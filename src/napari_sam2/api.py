@@ -197,6 +197,7 @@ def propagate(
     channels: Sequence[int] | None = None,
     channel_axis: int | None = None,
     embedding_cache: str | Path | bool | None = None,
+    window: int | None = None,
 ) -> np.ndarray:
     """Track the prompted objects through a stack into a label volume (N, H, W).
 
@@ -205,6 +206,8 @@ def propagate(
     where an object is given by a mask alone keeps that mask exactly.
     embedding_cache: as for `segment_objects` (frames embedded before, e.g. by
     `napari-sam2 embed` or the napari dock, are read instead of computed).
+    window: track objects smaller than half of it in windows of this many model-input pixels
+    (many small objects cost far less; docs/tracking.md); None: whole frames.
     """
     from .engine.tracker import StackTracker
 
@@ -215,6 +218,7 @@ def propagate(
     tracker = StackTracker(
         _model(model), data, precision=precision, normalization=normalization, axis=stack_axis,
         channels=channels, channel_axis=channel_axis, embedding_store=embedding_store(embedding_cache),
+        window=window,
     )
     n = tracker.num_frames
     given = prompt_tracker(tracker, session)  # bad prompts fail before an output file exists

@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--min-area", type=at_least(1), default=None, metavar="PIXELS",
                    help="smallest cell (default: a fifth of the first frame's median blob)")
     p.add_argument("--no-divisions", dest="divisions", action="store_false", help="never split a track into daughters")
+    p.add_argument("--window", type=int, default=None, metavar="PIXELS",
+                   help="track cells in windows of this many model-input pixels around them "
+                        "(a multiple of 16; 0: whole frames; default: the Settings default)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the masks and res_track.txt in an existing OUT_DIR, and existing --csv / --labels files")
     p.set_defaults(handler=_track)
@@ -66,9 +69,12 @@ def _track(args) -> int:
     if args.labels:
         output_path(Path(args.labels), args.overwrite, movie_files(args.frames))
     frames = read_frames(args.frames)
-    settings = Settings(
+    choices = dict(
         direction=args.direction, detect_every=args.detect_every, min_area=args.min_area, divisions=args.divisions
     )
+    if args.window is not None:
+        choices["window"] = args.window or None
+    settings = Settings(**choices)
     result = track_everything(
         frames, load_from_args(args), settings, precision=args.precision, progress=TextProgress("tracking", unit="frame")
     )

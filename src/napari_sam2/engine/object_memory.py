@@ -11,6 +11,7 @@ import torch
 
 from ..modeling.sam2 import ImageFeatures, SAM2Model, SpatialMemory
 from .memory_bank import MemorySelection, select_memory
+from .windows import GridWindow
 
 
 @dataclass
@@ -23,6 +24,7 @@ class FrameState:
     iou: torch.Tensor  # (1, 1)
     from_prompt: bool  # memory of prompted frames uses the binarised mask
     maskmem: torch.Tensor | None = None  # (1, mem_dim, h, w), bf16
+    window: GridWindow | None = None  # where maskmem lies when it is a window of the frame
 
 
 @dataclass
@@ -78,6 +80,48 @@ def condition_on_memories(
     return model.condition_on_memory(
         features.embedding.expand(n, -1, -1, -1), features.pos.expand(n, -1, -1, -1), memories, pointers, max_ptrs
     )
+
+
+def condition_in_windows(
+    model: SAM2Model,
+    group: list[TrackedObject],
+    frame: int,
+    features: ImageFeatures,
+    reverse: bool,
+    num_frames: int,
+    windows: list[GridWindow],
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Each object's window of `frame` conditioned on its memory (`windows.py`): the conditioned
+    (B, C, W, W) features, their raw window (B, C, W, W) and the decoder's high-res windows.
+
+    Memories written in a window are read there; whole-frame memories are read in the object's
+    current window."""
+    selections = [memory_selection(model, obj, frame, reverse, num_frames) for obj in group]
+    device = features.embedding.device
+    full_pos = _memory_pos(model, features)
+    raw = torch.cat([w.crop(features.embedding) for w in windows])
+    pos = torch.cat([w.crop(features.pos) for w in windows])
+    high_res = [torch.cat([w.crop(f) for w in windows]) for f in features.high_res]
+    current_cells = torch.stack([w.cells(device) for w in windows])
+    memories, memory_cells = [], []
+    for k, (_, slot) in enumerate(selections[0].spatial):
+        stored, stored_pos, cells = [], [], []
+        for obj, sel, current in zip(group, selections, windows):
+            state = obj.state(sel.spatial[k][0])
+            where = state.window or current
+            stored.append(state.maskmem if state.window is not None else current.crop(state.maskmem))
+            stored_pos.append(where.crop(full_pos))
+            cells.append(where.cells(device))
+        memories.append(SpatialMemory(torch.cat(stored), torch.cat(stored_pos), slot))
+        memory_cells.append(torch.stack(cells))
+    pointers = []
+    for k, (_, distance) in enumerate(selections[0].pointers):
+        stacked = torch.cat([obj.state(sel.pointers[k][0]).obj_ptr for obj, sel in zip(group, selections)])
+        pointers.append((stacked, distance))
+    max_ptrs = min(num_frames, model.config.max_obj_ptrs_in_encoder)
+    places = (current_cells, torch.cat(memory_cells, dim=1), windows[0].grid)
+    conditioned = model.condition_on_memory(raw, pos, memories, pointers, max_ptrs, places=places)
+    return conditioned, raw, high_res
 
 
 def _memory_pos(model: SAM2Model, features: ImageFeatures) -> torch.Tensor:

@@ -13,7 +13,9 @@ seven frames, object pointers with temporal encodings, bf16 memories), with thes
   object with the highest logit), and small holes are filled on every device;
 - an object ends where its object score (presence, size, continuity: `object_ending.py`) stays
   low, and is no longer tracked in that pass (`ending=None` gives the official behaviour: objects
-  never end).
+  never end);
+- with `window`, small objects are tracked in a window around their last mask (`windows.py`), so
+  that many objects cost far less than the same number of whole-frame passes (off by default).
 Points are (x, y) and boxes (x0, y0, x1, y1) in pixels of a frame.
 """
 
@@ -36,12 +38,13 @@ from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Mod
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .memory_bank import frames_to_keep
 from .object_ending import EndingState, ObjectEnding, mask_area, object_score, owned_shares, update
-from .object_memory import FrameState, TrackedObject, condition_on_memories, group_by_layout
+from .object_memory import FrameState, TrackedObject, condition_in_windows, condition_on_memories, group_by_layout
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
 from .quantize import model_for_precision
 from .track_result import TrackResult, track_result
+from .windows import GridWindow, window_around
 
 DIRECTIONS = ("both", "forward", "backward")
 
@@ -65,7 +68,16 @@ class StackTracker:
         compile: bool = False,
         embedding_store: EmbeddingStore | None = None,
         ending: ObjectEnding | None = ObjectEnding(),
+        window: int | None = None,
     ) -> None:
+        """window: track objects that span at most half of it in a square window of this many
+        model-input pixels (a multiple of 16) around their last mask; None: whole frames."""
+        if window is not None and (window % 16 or window < 64 or window > model.image_size):
+            raise ValueError(
+                f"window must be a multiple of 16 pixels between 64 and the model's input size "
+                f"{model.image_size}, or None for whole frames; got {window}."
+            )
+        self.window = None if window is None or window == model.image_size else window // 16
         if compile:
             from .compiled import compile_model
 
@@ -302,21 +314,13 @@ class StackTracker:
         ended = {i for i, st in self._ending.items() if st.ended}
         to_track = [o for o in self._objects.values() if frame not in o.cond and o.obj_id not in ended]
         for group in group_by_layout(self.model, to_track, frame, reverse, self.num_frames):
-            with compute_precision(self.device, self.dtype):
-                embedding = condition_on_memories(self.model, group, frame, features, reverse, self.num_frames)
-                out = self.model.decode_frame(embedding, _expand(features.high_res, len(group)), multimask_output=True)
-                maskmem, _ = self.model.encode_memory(
-                    features.embedding.expand(len(group), -1, -1, -1), out.high_res_masks, out.object_score
-                )
-            out = _with_holes_filled(out, self.fill_hole_area)
-            for i, obj in enumerate(group):
-                state = FrameState(
-                    out.low_res_masks[i : i + 1].float(), out.obj_ptr[i : i + 1].float(),
-                    out.object_score[i : i + 1].float(), out.iou[i : i + 1].float(), False,
-                    maskmem[i : i + 1].to(torch.bfloat16),
-                )
-                obj.tracked[frame] = state
-                states[obj.obj_id] = state
+            windows = [self._window(obj, frame, reverse) for obj in group]
+            whole = [obj for obj, w in zip(group, windows) if w is None]
+            if whole:
+                self._track_whole(whole, frame, features, reverse, states)
+            if len(whole) < len(group):
+                inside = [(obj, w) for obj, w in zip(group, windows) if w is not None]
+                self._track_in_windows(inside, frame, features, reverse, states)
         for obj in self._objects.values():
             if frame in obj.cond:
                 states[obj.obj_id] = obj.cond[frame]
@@ -336,6 +340,59 @@ class StackTracker:
             [states[i].score if i in states else zero + NO_OBJECT_SCORE for i in ids],
             [scores.get(i, 0.0) for i in ids], [self._ended(i) for i in ids],
         )
+
+    def _track_whole(
+        self, group: list[TrackedObject], frame: int, features: ImageFeatures, reverse: bool, states: dict
+    ) -> None:
+        """Track objects that share a memory layout over the whole frame, as one batch."""
+        with compute_precision(self.device, self.dtype):
+            embedding = condition_on_memories(self.model, group, frame, features, reverse, self.num_frames)
+            out = self.model.decode_frame(embedding, _expand(features.high_res, len(group)), multimask_output=True)
+            maskmem, _ = self.model.encode_memory(
+                features.embedding.expand(len(group), -1, -1, -1), out.high_res_masks, out.object_score
+            )
+        self._store_tracked(group, frame, _with_holes_filled(out, self.fill_hole_area), maskmem, states)
+
+    def _track_in_windows(
+        self, inside: list[tuple[TrackedObject, GridWindow]], frame: int, features: ImageFeatures, reverse: bool, states: dict
+    ) -> None:
+        """Track objects that share a memory layout, each in its window, as one batch."""
+        group, windows = [o for o, _ in inside], [w for _, w in inside]
+        pe = self.model.sam_prompt_encoder.dense_pe()
+        with compute_precision(self.device, self.dtype):
+            embedding, raw, high_res = condition_in_windows(
+                self.model, group, frame, features, reverse, self.num_frames, windows
+            )
+            image_pe = torch.cat([w.crop(pe) for w in windows]).to(embedding.dtype)
+            out = self.model.decode_frame(embedding, high_res, multimask_output=True, image_pe=image_pe)
+            maskmem, _ = self.model.encode_memory(raw, out.high_res_masks, out.object_score)
+        out = _with_holes_filled(out, self.fill_hole_area)
+        out.low_res_masks = torch.cat([w.paste(out.low_res_masks[i : i + 1].float()) for i, w in enumerate(windows)])
+        self._store_tracked(group, frame, out, maskmem, states, windows)
+
+    def _store_tracked(self, group, frame, out: FrameOutput, maskmem, states, windows=None) -> None:
+        for i, obj in enumerate(group):
+            state = FrameState(
+                out.low_res_masks[i : i + 1].float(), out.obj_ptr[i : i + 1].float(),
+                out.object_score[i : i + 1].float(), out.iou[i : i + 1].float(), False,
+                maskmem[i : i + 1].to(torch.bfloat16), None if windows is None else windows[i],
+            )
+            obj.tracked[frame] = state
+            states[obj.obj_id] = state
+
+    def _window(self, obj: TrackedObject, frame: int, reverse: bool) -> GridWindow | None:
+        """The window to track `obj` in on `frame` (around its mask on the frame before), or None
+        for the whole frame (windows off, object too large, or not seen on the frame before)."""
+        if self.window is None:
+            return None
+        before = frame + (1 if reverse else -1)
+        state = obj.cond.get(before) or obj.tracked.get(before)
+        if state is None:
+            return None
+        window = window_around(state.low_res, self.window, self.model.config.feat_size)
+        if window is None and state.window is not None and float(state.score.reshape(-1)[0]) <= 0:
+            return state.window  # absent for a frame: look for it where it was
+        return window
 
     def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, FrameState]) -> dict[int, float]:
         """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""

@@ -73,19 +73,36 @@ class RoPEAttention(Attention):
             self._tables[key] = (angles.cos().to(device), angles.sin().to(device))
         return self._tables[key]
 
+    def rope_at(self, index: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin (B, 1, N, D/2) of the cells `index` (B, N) (flat, row-major) of a side x side
+        grid: tokens of windows cut out of a frame keep their place in it."""
+        cos, sin = self._rope_table(side * side, index.device)
+        return cos[index].unsqueeze(1), sin[index].unsqueeze(1)
+
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        num_k_exclude_rope: int = 0,
+        rope: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
+        """rope: explicit ((cos, sin) of the queries, (cos, sin) of the rotated keys), from
+        `rope_at`; by default the queries are a whole square grid and the keys repeat it."""
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
-        cos, sin = self._rope_table(q.shape[-2], q.device)
-        q = apply_rope(q, cos, sin)
         n_rope = k.shape[-2] - num_k_exclude_rope
-        if n_rope > 0:
+        if rope is not None:
+            (cos, sin), (k_cos, k_sin) = rope
+        else:
+            cos, sin = self._rope_table(q.shape[-2], q.device)
             repeats = n_rope // q.shape[-2]
-            if repeats != 1 and not self.repeat_keys:
+            if n_rope > 0 and repeats != 1 and not self.repeat_keys:
                 raise ValueError("keys and queries differ in length but repeat_keys is off")
-            k_rope = apply_rope(k[:, :, :n_rope], cos.repeat(repeats, 1), sin.repeat(repeats, 1))
+            k_cos, k_sin = cos.repeat(max(repeats, 1), 1), sin.repeat(max(repeats, 1), 1)
+        q = apply_rope(q, cos, sin)
+        if n_rope > 0:
+            k_rope = apply_rope(k[:, :, :n_rope], k_cos, k_sin)
             k = torch.cat([k_rope, k[:, :, n_rope:]], dim=2) if num_k_exclude_rope else k_rope
         return self._attend(q, k, v)

@@ -25,13 +25,18 @@ class MemoryAttentionLayer(nn.Module):
         self.dropout = nn.Dropout(0.1)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_obj_ptr_tokens: int
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        memory_pos: torch.Tensor,
+        num_obj_ptr_tokens: int,
+        rope: tuple | None = None,
     ) -> torch.Tensor:
         h = self.norm1(x)
-        x = x + self.dropout(self.self_attn(h, h, h))
+        x = x + self.dropout(self.self_attn(h, h, h, rope=None if rope is None else (rope[0], rope[0])))
         h = self.norm2(x)
         x = x + self.dropout(
-            self.cross_attn_image(h, memory + memory_pos, memory, num_k_exclude_rope=num_obj_ptr_tokens)
+            self.cross_attn_image(h, memory + memory_pos, memory, num_k_exclude_rope=num_obj_ptr_tokens, rope=rope)
         )
         h = self.norm3(x)
         return x + self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(h)))))
@@ -50,10 +55,20 @@ class MemoryAttention(nn.Module):
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
         num_obj_ptr_tokens: int = 0,
+        places: tuple[torch.Tensor, torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
         """Batch-first tokens: current (B, HW, C), memory (B, M, mem_dim) whose last
-        `num_obj_ptr_tokens` are object-pointer tokens (not rotary-encoded). Returns (B, HW, C)."""
+        `num_obj_ptr_tokens` are object-pointer tokens (not rotary-encoded). Returns (B, HW, C).
+
+        places: (current (B, HW), memory (B, M - pointers)) flat cells of a side x side grid,
+        `side`: where the tokens lie when they are windows of frames; by default the current
+        tokens are the whole grid and each memory frame repeats it."""
+        rope = None
+        if places is not None:
+            current_cells, memory_cells, side = places
+            attn = self.layers[0].cross_attn_image
+            rope = (attn.rope_at(current_cells, side), attn.rope_at(memory_cells, side))
         x = current + 0.1 * current_pos
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_obj_ptr_tokens)
+            x = layer(x, memory, memory_pos, num_obj_ptr_tokens, rope)
         return self.norm(x)

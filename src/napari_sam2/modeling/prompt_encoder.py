@@ -52,12 +52,13 @@ class PromptEncoder(nn.Module):
             emb = torch.where(labels == label, emb + table.weight, emb)
         return emb
 
-    def embed_mask(self, masks: torch.Tensor | None, batch: int) -> torch.Tensor:
-        """(B, 1, 4h, 4w) mask logits -> (B, C, h, w); no mask -> the learned no-mask embedding."""
+    def embed_mask(self, masks: torch.Tensor | None, batch: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, 1, 4h, 4w) mask logits -> (B, C, h, w); no mask -> the learned no-mask embedding
+        (over `size`, default the whole embedding grid)."""
         if masks is not None:
             return self.mask_downscaling(masks)
         return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
-            batch, -1, *self.image_embedding_size
+            batch, -1, *(size or self.image_embedding_size)
         )
 
     def forward(
@@ -66,6 +67,7 @@ class PromptEncoder(nn.Module):
         labels: torch.Tensor | None,
         masks: torch.Tensor | None = None,
         batch: int = 1,
+        size: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sparse (B, N+1, C) point tokens (or (B, 0, C) without points) and the dense map."""
         if coords is None:
@@ -73,4 +75,4 @@ class PromptEncoder(nn.Module):
         else:
             sparse = self.embed_points(coords, labels)
             batch = coords.shape[0]
-        return sparse, self.embed_mask(masks, batch)
+        return sparse, self.embed_mask(masks, batch, size)

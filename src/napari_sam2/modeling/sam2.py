@@ -129,6 +129,7 @@ class SAM2Model(nn.Module):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         pad_empty_prompt: bool = True,
+        image_pe: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """Run the prompt encoder and mask decoder.
 
@@ -136,6 +137,7 @@ class SAM2Model(nn.Module):
         2/3 box corners, -1 padding); mask_input: (B, 1, H, W) logits, resized to 4h x 4w.
         A single embedding (batch 1) serves all B prompt sets. Without points, one padding
         point is decoded (as tracking does) unless pad_empty_prompt is False (image prompts).
+        image_pe: the position encoding of the embedding's cells when it is a window of the grid.
         """
         batch = self._prompt_batch(embedding, points, mask_input)
         if points is None and pad_empty_prompt:
@@ -143,10 +145,10 @@ class SAM2Model(nn.Module):
             labels = torch.full((batch, 1), LABEL_PAD, dtype=torch.int32, device=embedding.device)
         if mask_input is not None:
             mask_input = self.resize_mask_prompt(mask_input)
-        sparse, dense = self.sam_prompt_encoder(points, labels, mask_input, batch)
+        sparse, dense = self.sam_prompt_encoder(points, labels, mask_input, batch, tuple(embedding.shape[-2:]))
         return self.sam_mask_decoder(
             image_embeddings=embedding,
-            image_pe=self.sam_prompt_encoder.dense_pe(),
+            image_pe=self.sam_prompt_encoder.dense_pe() if image_pe is None else image_pe,
             sparse_prompts=sparse.to(embedding.dtype),
             dense_prompts=dense.to(embedding.dtype),
             high_res_features=high_res,
@@ -170,8 +172,9 @@ class SAM2Model(nn.Module):
         return F.interpolate(mask.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
 
     def upscale(self, low_res: torch.Tensor) -> torch.Tensor:
-        """Low-res logits (B, M, 4h, 4w) -> (B, M, S, S) at model-input size, in fp32."""
-        size = (self.image_size, self.image_size)
+        """Low-res logits (B, M, 4h, 4w) -> (B, M, 16h, 16w) at model-input size (the whole
+        input, or the window the logits cover), in fp32."""
+        size = (4 * low_res.shape[-2], 4 * low_res.shape[-1])
         return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
 
     # ------------------------------------------------------------------ frames
@@ -184,13 +187,14 @@ class SAM2Model(nn.Module):
         labels: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = False,
+        image_pe: torch.Tensor | None = None,
     ) -> FrameOutput:
         """Decode one (memory-conditioned) frame of tracked objects.
 
         Absent objects (object score <= 0) get NO_OBJECT_SCORE logits; with multimask output
         the mask with the highest predicted IoU is chosen; the object pointer comes from its token.
         """
-        out = self.decode(embedding, high_res, points, labels, mask_input, multimask_output)
+        out = self.decode(embedding, high_res, points, labels, mask_input, multimask_output, image_pe=image_pe)
         present = out.object_score > 0
         multimasks = torch.where(present[:, :, None, None], out.masks, NO_OBJECT_SCORE).float()
         tokens, iou = out.tokens, out.iou
@@ -255,11 +259,14 @@ class SAM2Model(nn.Module):
         memories: list[SpatialMemory],
         pointers: list[tuple[torch.Tensor, int]],
         max_pointers: int,
+        places: tuple[torch.Tensor, torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
         """Attend the frame's (B, C, h, w) features to earlier frames' memories.
 
         pointers: (obj_ptr (B, C), temporal distance) pairs; the distance is scaled by
         max_pointers - 1 for the temporal encoding (SAM 2.1; SAM 2 gives pointers no position).
+        places: where the tokens lie in the frame's grid when the features and memories are
+        windows of it (`MemoryAttention`).
         """
         b, c, h, w = embedding.shape
         mem_dim = self.config.mem_dim
@@ -294,6 +301,7 @@ class SAM2Model(nn.Module):
             memory,
             memory_pos,
             num_obj_ptr_tokens=num_ptr_tokens,
+            places=places,
         )
         return out.transpose(1, 2).reshape(b, c, h, w)
 

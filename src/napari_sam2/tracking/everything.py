@@ -44,6 +44,7 @@ class Settings:
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
     touch_distance: int = 3  # pixels between a dividing track and its second daughter
     bridge: int = 2  # frames within which an ended track resumes when its object is found again
+    window: int | None = None  # track small objects in windows of this many model-input pixels (StackTracker)
     ending: ObjectEnding = field(default_factory=ObjectEnding)
 
     def __post_init__(self) -> None:
@@ -145,7 +146,9 @@ def track_everything(
         from ..checkpoints.loading import load_model
 
         model = load_model(model)
-    tracker = StackTracker(model, stack, precision=precision, normalization=normalization, ending=settings.ending)
+    tracker = StackTracker(
+        model, stack, precision=precision, normalization=normalization, ending=settings.ending, window=settings.window
+    )
     labels = np.zeros((tracker.num_frames, *tracker.frame_hw), np.uint32) if out is None else out
     lineage = Lineage()
     done: list[int] = []
