@@ -1,11 +1,12 @@
 """track_everything measured with the Cell Tracking Challenge's own metrics (py-ctcmetrics).
 
-  python benchmarks/track_everything.py gowt1 [--frames N] [--data DIR]   DET, SEG, TRA and the
-      two divisions on Fluo-N2DH-GOWT1/01 (92 frames, 1024 px) with the built-in model
+  python benchmarks/track_everything.py gowt1 [--frames N] [--data DIR] [--window 0]   DET, SEG,
+      TRA and the two divisions on Fluo-N2DH-GOWT1/01 (92 frames, 1024 px) with the built-in
+      model, in windows of up to 256 model-input pixels (the default) or over whole frames
   python benchmarks/track_everything.py synthetic [--movies N]           divisions found with
       the right parent, DET/SEG/TRA, on synthetic nuclei movies with divisions
   python benchmarks/track_everything.py speed [--model M --size S --objects 1 16 --window 0 256]
-      seconds per frame with 1, 10 and 100 objects over whole frames and in 128 px windows
+      seconds per frame with 1, 10 and 100 objects over whole frames and in windows (<= 256 px)
       (512 px frames, built-in model)
 Timings depend on what else runs on the machine.
 """
@@ -91,7 +92,7 @@ def gowt1(args) -> None:
     movie = frames if n == len(frames) else np.stack([frames[t] for t in range(n)])
     model = load_model()
     t0 = time.perf_counter()
-    result = track_everything(movie, model, detect_every=args.detect_every)
+    result = track_everything(movie, model, detect_every=args.detect_every, window=args.window or None)
     seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -101,7 +102,8 @@ def gowt1(args) -> None:
         labels, ours = result.ctc()
         truth = read_tracks(gt / "TRA" / "man_track.txt")
         found, total = divisions_found(ours, truth, labels, lambda t: tifffile.imread(gt / "TRA" / f"man_track{t:03d}.tif"))
-    print(f"GOWT1 01, {n} frames, built-in model, detect every {args.detect_every}: {seconds:.0f} s ({seconds / n:.1f} s/frame)")
+    print(f"GOWT1 01, {n} frames, built-in model, detect every {args.detect_every}, {_mode(args.window)}: "
+          f"{seconds:.0f} s ({seconds / n:.1f} s/frame)")
     print(f"  {scores}  divisions found with the right parent: {found}/{total}  tracks: {len(ours)} (truth {len(truth)})")
 
 
@@ -116,7 +118,7 @@ def synthetic(args) -> None:
             n_frames=args.length, shape=(256, 256), n_cells=12, seed=seed, motion=Motion(division_rate=0.03)
         )
         t0 = time.perf_counter()
-        result = track_everything(movie, model)
+        result = track_everything(movie, model, window=args.window or None)
         seconds = time.perf_counter() - t0
         labels, ours = result.ctc()
         f, n = divisions_found(ours, truth, labels, lambda t: truth_labels[t])
@@ -135,7 +137,7 @@ def synthetic(args) -> None:
             scores = ctc_scores(res, tmp / "GT")
         rows.append((seed, f, n, scores, seconds))
         print(f"movie {seed}: divisions {f}/{n}, {scores}, {seconds:.0f} s", flush=True)
-    print(f"synthetic: {found}/{total} divisions found with the right parent ({100 * found / max(total, 1):.0f}%)")
+    print(f"synthetic ({_mode(args.window)}): {found}/{total} divisions found with the right parent ({100 * found / max(total, 1):.0f}%)")
 
 
 def speed(args) -> None:
@@ -151,7 +153,7 @@ def speed(args) -> None:
     size, n_max = args.size, max(args.objects)
     side = int(np.ceil(np.sqrt(n_max)))
     step = size // side
-    radius = max(4, int(step * 0.3))
+    radius = args.radius or max(4, min(int(step * 0.3), size * 15 // 512))
     rng = np.random.default_rng(0)
     movie = rng.integers(80, 120, (8, size, size)).astype(np.uint16)
     yy, xx = np.mgrid[:size, :size]
@@ -166,7 +168,7 @@ def speed(args) -> None:
     for n in args.objects:
         cells = []
         for window in args.window:
-            tracker = StackTracker(model, movie, window=window or None)
+            tracker = StackTracker(model, movie, window=window or None, ending=None)  # random weights: never end
             for frame in range(7):
                 for i in range(n):
                     tracker.add_mask(frame, i + 1, discs[i])
@@ -195,15 +197,18 @@ def main() -> None:
     g.add_argument("--frames", type=int, default=None)
     g.add_argument("--detect-every", type=int, default=1)
     g.add_argument("--data", default=GOWT1)
+    g.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     s = sub.add_parser("synthetic")
     s.add_argument("--movies", type=int, default=5)
     s.add_argument("--length", type=int, default=30)
+    s.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     p = sub.add_parser("speed")
     p.add_argument("--frames", type=int, default=3)
     p.add_argument("--model", default=None, help="a preset (random weights); default the built-in model")
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--radius", type=int, default=0, help="disc radius in pixels (default 15 per 512)")
     p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 100])
-    p.add_argument("--window", type=int, nargs="+", default=[0, 128], help="0: whole frames")
+    p.add_argument("--window", type=int, nargs="+", default=[0, 256], help="0: whole frames")
     args = parser.parse_args()
     {"gowt1": gowt1, "synthetic": synthetic, "speed": speed}[args.what](args)
 

@@ -28,12 +28,19 @@ def test_grid_window_cells_crop_and_paste():
 def test_window_follows_the_mask_and_refuses_large_objects():
     low_res = torch.full((1, 1, 128, 128), -5.0)  # a grid of 32 cells, 4 pixels each
     low_res[..., 100:112, 20:36] = 5.0  # rows 25-28, cols 5-9 in cells
-    w = window_around(low_res, side=8, grid=32)
+    w = window_around(low_res, max_side=8, grid=32)
     # the mask spans cells 25-27.x by 5-8.x: centred on it, to within half a cell
     assert w.side == 8 and abs(w.top + 4 - 26.5) <= 0.5 and abs(w.left + 4 - 7) <= 0.5
     low_res[..., 4:8, 120:124] = 5.0  # a second part far away: the mask spans most of the frame
-    assert window_around(low_res, side=8, grid=32) is None
-    assert window_around(torch.full((1, 1, 128, 128), -5.0), side=8, grid=32) is None
+    assert window_around(low_res, max_side=8, grid=32) is None
+    assert window_around(torch.full((1, 1, 128, 128), -5.0), max_side=8, grid=32) is None
+    mid = torch.full((1, 1, 128, 128), -5.0)
+    mid[..., 40:80, 40:80] = 5.0  # 10 cells: too large for 16, fits 32
+    assert window_around(mid, max_side=32, grid=32).side == 32 and window_around(mid, 16, 32) is None
+    small = torch.full((1, 1, 128, 128), -5.0)
+    small[..., 60:64, 60:64] = 5.0  # one cell: the smallest window
+    assert window_around(small, max_side=16, grid=32).side == 8
+    assert window_around(small, max_side=16, grid=32, min_side=4).side == 4
     edge = torch.full((1, 1, 128, 128), -5.0)
     edge[..., 0:4, 0:4] = 5.0
     assert (window_around(edge, 8, 32).top, window_around(edge, 8, 32).left) == (0, 0)  # clamped

@@ -35,7 +35,7 @@ def track_everything_job(
     """Worker: yield (frame, labels, track table so far, child -> parent) after each frame."""
     tracker = tracking.StackTracker(
         model, source.stack(index), precision=precision, normalization=source.normalization(),
-        ending=settings.ending,
+        ending=settings.ending, window=everything.tracking_window(settings, model),
     )
     lineage = Lineage()
     total = tracker.num_frames

@@ -27,8 +27,8 @@ def register(sub) -> None:
                    help="smallest cell (default: a fifth of the first frame's median blob)")
     p.add_argument("--no-divisions", dest="divisions", action="store_false", help="never split a track into daughters")
     p.add_argument("--window", type=int, default=None, metavar="PIXELS",
-                   help="track cells in windows of this many model-input pixels around them "
-                        "(a multiple of 16; 0: whole frames; default: the Settings default)")
+                   help="largest window, in model-input pixels, to track each cell in around it "
+                        "(a multiple of 16; default 256; 0: whole frames)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the masks and res_track.txt in an existing OUT_DIR, and existing --csv / --labels files")
     p.set_defaults(handler=_track)

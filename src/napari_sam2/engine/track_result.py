@@ -37,15 +37,18 @@ def track_result(
     """Upscale each object's low-res logits to the frame; non_overlapping gives every pixel to
     the object with the highest logit there."""
     logits = torch.cat(low_res).float()  # (K, 1, 4h, 4w)
-    full = F.interpolate(logits, size=frame_hw, mode="bilinear", align_corners=False)
+    full = F.interpolate(logits, size=frame_hw, mode="bilinear", align_corners=False)[:, 0]
+    masks = full > 0
     if non_overlapping and len(obj_ids) > 1:
-        winner = full.argmax(dim=0, keepdim=True)
-        own = torch.arange(len(obj_ids), device=full.device)[:, None, None, None] == winner
-        full = torch.where(own, full, full.clamp(max=-10.0))
+        # Only pixels inside two or more masks need the highest logit (cheap with many objects).
+        contested = masks.sum(dim=0) > 1
+        if contested.any():
+            winner = full[:, contested].argmax(dim=0)
+            masks[:, contested] = torch.arange(len(obj_ids), device=full.device)[:, None] == winner
     return TrackResult(
         frame=frame,
         obj_ids=list(obj_ids),
-        masks=(full[:, 0] > 0).cpu().numpy(),
+        masks=masks.cpu().numpy(),
         logits=logits[:, 0].cpu().numpy(),
         scores=torch.cat(iou).float().reshape(-1).cpu().numpy(),
         present=torch.cat(score).float().reshape(-1).cpu().numpy(),

@@ -38,7 +38,9 @@ from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Mod
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .memory_bank import frames_to_keep
 from .object_ending import EndingState, ObjectEnding, mask_area, object_score, owned_shares, update
-from .object_memory import FrameState, TrackedObject, condition_in_windows, condition_on_memories, group_by_layout
+from .object_memory import (
+    FrameState, TrackedObject, condition_in_windows, condition_on_memories, group_by_layout, memory_selection,
+)
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
@@ -70,14 +72,15 @@ class StackTracker:
         ending: ObjectEnding | None = ObjectEnding(),
         window: int | None = None,
     ) -> None:
-        """window: track objects that span at most half of it in a square window of this many
-        model-input pixels (a multiple of 16) around their last mask; None: whole frames."""
+        """window: the largest window, in model-input pixels (a multiple of 16): each object that
+        spans at most half of it is tracked in the smallest window (128, 256 ... pixels) around
+        its last mask that it spans at most half of (`windows.py`); None: whole frames."""
         if window is not None and (window % 16 or window < 64 or window > model.image_size):
             raise ValueError(
                 f"window must be a multiple of 16 pixels between 64 and the model's input size "
                 f"{model.image_size}, or None for whole frames; got {window}."
             )
-        self.window = None if window is None or window == model.image_size else window // 16
+        self.window = None if window is None else window // 16
         if compile:
             from .compiled import compile_model
 
@@ -318,8 +321,11 @@ class StackTracker:
             whole = [obj for obj, w in zip(group, windows) if w is None]
             if whole:
                 self._track_whole(whole, frame, features, reverse, states)
-            if len(whole) < len(group):
-                inside = [(obj, w) for obj, w in zip(group, windows) if w is not None]
+            batches: dict[tuple, list] = {}  # same window size and same sizes of memories
+            for obj, w in zip(group, windows):
+                if w is not None:
+                    batches.setdefault(self._window_layout(obj, w, frame, reverse), []).append((obj, w))
+            for inside in batches.values():
                 self._track_in_windows(inside, frame, features, reverse, states)
         for obj in self._objects.values():
             if frame in obj.cond:
@@ -380,6 +386,12 @@ class StackTracker:
             obj.tracked[frame] = state
             states[obj.obj_id] = state
 
+    def _window_layout(self, obj: TrackedObject, window: GridWindow, frame: int, reverse: bool) -> tuple:
+        """Objects batch in windows when their windows and the memories they read have equal sizes."""
+        selection = memory_selection(self.model, obj, frame, reverse, self.num_frames)
+        sizes = (obj.state(f).window for f, _ in selection.spatial)
+        return (window.side, *(w.side if w is not None else window.side for w in sizes))
+
     def _window(self, obj: TrackedObject, frame: int, reverse: bool) -> GridWindow | None:
         """The window to track `obj` in on `frame` (around its mask on the frame before), or None
         for the whole frame (windows off, object too large, or not seen on the frame before)."""
@@ -389,7 +401,10 @@ class StackTracker:
         state = obj.cond.get(before) or obj.tracked.get(before)
         if state is None:
             return None
-        window = window_around(state.low_res, self.window, self.model.config.feat_size)
+        grid = self.model.config.feat_size
+        window = window_around(state.low_res, self.window, grid)
+        if window is not None and window.side >= grid:
+            return None  # as large as the frame: the whole-frame path is the same and simpler
         if window is None and state.window is not None and float(state.score.reshape(-1)[0]) <= 0:
             return state.window  # absent for a frame: look for it where it was
         return window

@@ -5,8 +5,9 @@ Memory attention over a whole frame is what makes many objects expensive (its cr
 grows with the grid's cells times the memories' cells). A window of W x W cells instead of
 S x S divides that by (S / W)^4. Tokens keep their place in the frame (rotary and sine
 encodings of their cells), memories are read where they were written, and a prompted frame's
-whole-frame memory is read in the current window. Objects too large for the window are tracked
-over the whole frame.
+whole-frame memory is read in the current window. Each object gets the smallest window (8,
+16, 32 ... cells up to the tracker's `window`) that it spans at most half of; objects too large for
+the largest are tracked over the whole frame.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..modeling.sam2 import NO_OBJECT_SCORE
 # An object is windowed while its mask spans at most this share of the window's side: it can
 # then move a quarter of the window between frames without leaving it.
 MAX_SHARE = 0.5
+MIN_SIDE = 8  # cells (128 model-input pixels): the smallest window, for the smallest objects
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,10 @@ class GridWindow:
         return full
 
 
-def window_around(low_res: torch.Tensor, side: int, grid: int) -> GridWindow | None:
-    """The window of `side` cells centred on the mask of `low_res` logits (..., 4 * grid,
-    4 * grid); None when the mask is empty or spans more than MAX_SHARE of the window."""
+def window_around(low_res: torch.Tensor, max_side: int, grid: int, min_side: int = MIN_SIDE) -> GridWindow | None:
+    """The smallest window (min_side cells, doubling up to max_side) centred on the mask of
+    `low_res` logits (..., 4 * grid, 4 * grid) that the mask spans at most MAX_SHARE of; None
+    when the mask is empty or too large for max_side."""
     mask = low_res.reshape(low_res.shape[-2:]) > 0
     rows, cols = mask.any(dim=1).nonzero(), mask.any(dim=0).nonzero()
     if len(rows) == 0:
@@ -61,8 +64,12 @@ def window_around(low_res: torch.Tensor, side: int, grid: int) -> GridWindow | N
     k = mask.shape[-1] / grid  # mask pixels per cell
     top, bottom = float(rows[0]) / k, float(rows[-1] + 1) / k
     left, right = float(cols[0]) / k, float(cols[-1] + 1) / k
-    if max(bottom - top, right - left) > MAX_SHARE * side:
-        return None
+    span = max(bottom - top, right - left)
+    side = min(min_side, max_side)
+    while span > MAX_SHARE * side:
+        side *= 2
+        if side > max_side:
+            return None
     return GridWindow(
         _start((top + bottom) / 2, side, grid), _start((left + right) / 2, side, grid), side, grid
     )

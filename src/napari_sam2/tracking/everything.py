@@ -44,7 +44,7 @@ class Settings:
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
     touch_distance: int = 3  # pixels between a dividing track and its second daughter
     bridge: int = 2  # frames within which an ended track resumes when its object is found again
-    window: int | None = None  # track small objects in windows of this many model-input pixels (StackTracker)
+    window: int | None = 256  # largest tracking window, model-input pixels (StackTracker); None: whole frames
     ending: ObjectEnding = field(default_factory=ObjectEnding)
 
     def __post_init__(self) -> None:
@@ -147,7 +147,8 @@ def track_everything(
 
         model = load_model(model)
     tracker = StackTracker(
-        model, stack, precision=precision, normalization=normalization, ending=settings.ending, window=settings.window
+        model, stack, precision=precision, normalization=normalization, ending=settings.ending,
+        window=tracking_window(settings, model),
     )
     labels = np.zeros((tracker.num_frames, *tracker.frame_hw), np.uint32) if out is None else out
     lineage = Lineage()
@@ -163,6 +164,11 @@ def track_everything(
             break
     tracker.frames.discard_pending()
     return TrackingResult(labels, lineage, done)
+
+
+def tracking_window(settings: Settings, model: SAM2Model) -> int | None:
+    """The settings' window, at most the model's input size."""
+    return None if settings.window is None else min(settings.window, model.image_size)
 
 
 def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iterator[tuple[int, np.ndarray]]:
