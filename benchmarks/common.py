@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.oracle
+sys.path.insert(0, str(ROOT))  # for tests.parity.oracle
 
 
 def have_oracle() -> bool:

@@ -39,7 +39,7 @@ def main() -> None:
         calls = {}
         ref = None
         if oracle:
-            from tests.oracle import build_oracle
+            from tests.parity.oracle import build_oracle
 
             ref = build_oracle(name, image_size=args.size)
             ours.load_state_dict(ref.state_dict())

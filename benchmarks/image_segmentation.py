@@ -51,7 +51,7 @@ def main() -> None:
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        from tests.oracle import build_oracle
+        from tests.parity.oracle import build_oracle
 
         ref_model = build_oracle(args.variant)
         model.load_state_dict(ref_model.state_dict())

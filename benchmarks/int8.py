@@ -98,7 +98,7 @@ def speed(name: str, size: int, repeats: int, clock=None) -> list[object]:
     ours = build_model(name, device="cpu", image_size=size)
     calls = {}
     if have_oracle():
-        from tests.oracle import build_oracle
+        from tests.parity.oracle import build_oracle
 
         ref = build_oracle(name, image_size=size)
         ours.load_state_dict(ref.state_dict())

@@ -84,7 +84,7 @@ def main() -> None:
     if have_oracle():
         from PIL import Image
 
-        from tests.oracle import build_oracle
+        from tests.parity.oracle import build_oracle
 
         predictor = build_oracle(args.variant, image_size=args.image_size, video=True)
         model.load_state_dict(predictor.state_dict())

@@ -43,7 +43,7 @@ if which == "ours":
     for r in tracker.propagate("forward"):
         pass
 else:
-    from tests.oracle import build_oracle
+    from tests.parity.oracle import build_oracle
     predictor = build_oracle("sam2.1_hiera_tiny", image_size=size, video=True)
     with torch.inference_mode():
         state = predictor.init_state(folder)

@@ -93,6 +93,10 @@ class ImagePredictor:
         self._image: np.ndarray | None = None  # prepared RGB (float16), for zooming
         self._zoomed: tuple[Window, ImageEmbedding] | None = None
         self._restored: ImageEmbedding | None = None  # the embedding last given to set_embedding
+        # The decoder's inputs in the model's dtype for the last embedding decoded, and the grid's
+        # position encoding: made once per image, not on every click.
+        self._decoder_inputs: tuple[ImageEmbedding, torch.Tensor, list[torch.Tensor]] | None = None
+        self._dense_pe: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ embedding
 
@@ -324,15 +328,17 @@ class ImagePredictor:
             raise PromptError("Nothing to segment: give points, a box or a mask_input.")
         # Prompts are decoded in fp32 whatever the encoder's precision: it costs little and keeps
         # the masks of the fast path within IoU 0.98 of fp32 ones.
+        embedding, high_res = self._decoder_features(emb)
         with torch.autocast(self.device.type, enabled=False):
             out = self.model.decode(
-                emb.embedding.to(self.model.dtype),
-                [f.to(self.model.dtype) for f in emb.high_res],
+                embedding,
+                high_res,
                 points=coords,
                 labels=labels,
                 mask_input=mask,
                 multimask_output=multimask_output,
                 pad_empty_prompt=False,
+                image_pe=self._dense_pe,
             )
         low_res = out.masks.float()
         if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
@@ -348,6 +354,17 @@ class ImagePredictor:
             logits=low_res.clamp(-LOGIT_CLAMP, LOGIT_CLAMP).cpu().numpy(),
             boxes=boxes.cpu().numpy(),
         )
+
+    def _decoder_features(self, emb: ImageEmbedding) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The embedding in the model's dtype (bf16 embeddings are converted once per image)."""
+        if self._decoder_inputs is None or self._decoder_inputs[0] is not emb:
+            dtype = self.model.dtype
+            self._decoder_inputs = (
+                emb, emb.embedding.to(dtype), [f.to(dtype) for f in emb.high_res]
+            )
+        if self._dense_pe is None:
+            self._dense_pe = self.model.sam_prompt_encoder.dense_pe()
+        return self._decoder_inputs[1], self._decoder_inputs[2]
 
     def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary masks at the image size and their stability, one prompt set at a time
