@@ -21,6 +21,17 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def present_model():
+    """The small random-weight test model at 128 px input, objects made present (positive
+    object-score bias) so that masks are not all empty; for tests that only run inference."""
+    torch.manual_seed(0)
+    model = build_model("sam2.1_hiera_test", device="cpu", image_size=128)
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    return model
+
+
 @pytest.fixture
 def notes():
     """Error notifications napari shows during a test, as text."""

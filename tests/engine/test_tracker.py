@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2 import build_model
 from napari_sam2.engine.memory_bank import frames_to_keep, select_memory
 from napari_sam2.engine.predictor import PromptError
 from napari_sam2.engine.tracker import StackTracker
@@ -19,12 +18,8 @@ from napari_sam2.images.label_writer import LabelWriter
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = build_model("sam2.1_hiera_test", device="cpu", image_size=128)
-    with torch.no_grad():  # make objects present, so that masks are not all empty
-        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    return m
+def model(present_model):
+    return present_model
 
 
 def stack(n: int = 10, size: int = 64) -> np.ndarray:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam2 import build_model, load_model
+from napari_sam2 import load_model
+from napari_sam2.engine import tracker as tracker_module
 from napari_sam2.engine.tracker import StackTracker
 from napari_sam2.engine.windows import GridWindow, window_around
 from napari_sam2.modeling.sam2 import NO_OBJECT_SCORE
@@ -46,26 +47,17 @@ def test_window_follows_the_mask_and_refuses_large_objects():
     assert (window_around(edge, 8, 32).top, window_around(edge, 8, 32).left) == (0, 0)  # clamped
 
 
-@pytest.fixture(scope="module")
-def random_model():
-    torch.manual_seed(0)
-    m = build_model("sam2.1_hiera_test", device="cpu", image_size=128)
-    with torch.no_grad():
-        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    return m
-
-
-def test_a_window_of_the_whole_grid_gives_whole_frame_results(random_model, monkeypatch):
+def test_a_window_of_the_whole_grid_gives_whole_frame_results(present_model, monkeypatch):
     """Every windowed step (rotary positions of windowed tokens, memories read where they were
     written, cropped position encodings) reduces to the whole-frame computation."""
     rng = np.random.default_rng(0)
     stack = rng.integers(0, 4000, (6, 64, 64)).astype(np.uint16)
     results = []
     for windowed in (False, True):
-        t = StackTracker(random_model, stack, precision="fp32", ending=None)
+        grid = present_model.config.feat_size
+        t = StackTracker(present_model, stack, precision="fp32", ending=None, window=16 * grid if windowed else None)
         if windowed:
-            grid = random_model.config.feat_size
-            monkeypatch.setattr(t, "_window", lambda *a: GridWindow(0, 0, grid, grid))
+            monkeypatch.setattr(tracker_module, "window_for", lambda *a: GridWindow(0, 0, grid, grid))
         t.add_points(0, 1, [[20, 20]])
         t.add_points(0, 2, [[40, 44]])
         results.append(list(t.propagate("forward")))
@@ -112,8 +104,8 @@ def test_windowed_tracking_follows_moving_nuclei_as_well_as_whole_frames():
     assert not used[None] and len(used[128]) > len(start)  # windows were used and moved with the discs
 
 
-def test_bad_window_is_refused(random_model):
+def test_bad_window_is_refused(present_model):
     with pytest.raises(ValueError, match="multiple of 16"):
-        StackTracker(random_model, np.zeros((3, 32, 32)), window=100)
+        StackTracker(present_model, np.zeros((3, 32, 32)), window=100)
     with pytest.raises(ValueError, match="input size"):
-        StackTracker(random_model, np.zeros((3, 32, 32)), window=512)
+        StackTracker(present_model, np.zeros((3, 32, 32)), window=512)

@@ -11,7 +11,7 @@ import torch
 
 from ..modeling.sam2 import ImageFeatures, SAM2Model, SpatialMemory
 from .memory_bank import MemorySelection, select_memory
-from .windows import GridWindow
+from .windows import GridWindow, window_around
 
 
 @dataclass
@@ -122,6 +122,29 @@ def condition_in_windows(
     places = (current_cells, torch.cat(memory_cells, dim=1), windows[0].grid)
     conditioned = model.condition_on_memory(raw, pos, memories, pointers, max_ptrs, places=places)
     return conditioned, raw, high_res
+
+
+def window_for(obj: TrackedObject, frame: int, reverse: bool, max_side: int, grid: int) -> GridWindow | None:
+    """The window to track `obj` in on `frame` (around its mask on the frame before), or None
+    for the whole frame (object too large, or not seen on the frame before)."""
+    state = obj.cond.get(frame + (1 if reverse else -1)) or obj.tracked.get(frame + (1 if reverse else -1))
+    if state is None:
+        return None
+    window = window_around(state.low_res, max_side, grid)
+    if window is not None and window.side >= grid:
+        return None  # as large as the frame: the whole-frame path is the same and simpler
+    if window is None and state.window is not None and float(state.score.reshape(-1)[0]) <= 0:
+        return state.window  # absent for a frame: look for it where it was
+    return window
+
+
+def window_layout(
+    model: SAM2Model, obj: TrackedObject, window: GridWindow, frame: int, reverse: bool, num_frames: int
+) -> tuple:
+    """Objects batch in windows when their windows and the memories they read have equal sizes."""
+    selection = memory_selection(model, obj, frame, reverse, num_frames)
+    sizes = (obj.state(f).window for f, _ in selection.spatial)
+    return (window.side, *(w.side if w is not None else window.side for w in sizes))
 
 
 def _memory_pos(model: SAM2Model, features: ImageFeatures) -> torch.Tensor:

@@ -39,14 +39,14 @@ from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .memory_bank import frames_to_keep
 from .object_ending import EndingState, ObjectEnding, mask_area, object_score, owned_shares, update
 from .object_memory import (
-    FrameState, TrackedObject, condition_in_windows, condition_on_memories, group_by_layout, memory_selection,
+    FrameState, TrackedObject, condition_in_windows, condition_on_memories, group_by_layout, window_for, window_layout,
 )
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
 from .quantize import model_for_precision
 from .track_result import TrackResult, track_result
-from .windows import GridWindow, window_around
+from .windows import GridWindow
 
 DIRECTIONS = ("both", "forward", "backward")
 
@@ -317,14 +317,17 @@ class StackTracker:
         ended = {i for i, st in self._ending.items() if st.ended}
         to_track = [o for o in self._objects.values() if frame not in o.cond and o.obj_id not in ended]
         for group in group_by_layout(self.model, to_track, frame, reverse, self.num_frames):
-            windows = [self._window(obj, frame, reverse) for obj in group]
+            grid = self.model.config.feat_size
+            windows = [
+                None if self.window is None else window_for(obj, frame, reverse, self.window, grid) for obj in group
+            ]
             whole = [obj for obj, w in zip(group, windows) if w is None]
             if whole:
                 self._track_whole(whole, frame, features, reverse, states)
             batches: dict[tuple, list] = {}  # same window size and same sizes of memories
             for obj, w in zip(group, windows):
                 if w is not None:
-                    batches.setdefault(self._window_layout(obj, w, frame, reverse), []).append((obj, w))
+                    batches.setdefault(window_layout(self.model, obj, w, frame, reverse, self.num_frames), []).append((obj, w))
             for inside in batches.values():
                 self._track_in_windows(inside, frame, features, reverse, states)
         for obj in self._objects.values():
@@ -385,29 +388,6 @@ class StackTracker:
             )
             obj.tracked[frame] = state
             states[obj.obj_id] = state
-
-    def _window_layout(self, obj: TrackedObject, window: GridWindow, frame: int, reverse: bool) -> tuple:
-        """Objects batch in windows when their windows and the memories they read have equal sizes."""
-        selection = memory_selection(self.model, obj, frame, reverse, self.num_frames)
-        sizes = (obj.state(f).window for f, _ in selection.spatial)
-        return (window.side, *(w.side if w is not None else window.side for w in sizes))
-
-    def _window(self, obj: TrackedObject, frame: int, reverse: bool) -> GridWindow | None:
-        """The window to track `obj` in on `frame` (around its mask on the frame before), or None
-        for the whole frame (windows off, object too large, or not seen on the frame before)."""
-        if self.window is None:
-            return None
-        before = frame + (1 if reverse else -1)
-        state = obj.cond.get(before) or obj.tracked.get(before)
-        if state is None:
-            return None
-        grid = self.model.config.feat_size
-        window = window_around(state.low_res, self.window, grid)
-        if window is not None and window.side >= grid:
-            return None  # as large as the frame: the whole-frame path is the same and simpler
-        if window is None and state.window is not None and float(state.score.reshape(-1)[0]) <= 0:
-            return state.window  # absent for a frame: look for it where it was
-        return window
 
     def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, FrameState]) -> dict[int, float]:
         """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""
