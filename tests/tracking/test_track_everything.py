@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_sam2.images.ctc import ctc_tracks, read_tracks, write_ctc
-from napari_sam2.tracking.lineage import Lineage, split_parts, touches
+from napari_sam2.tracking.lineage import Lineage, blobs_held, split_by_blobs, split_parts, touches
 
 
 def _disc(shape, cy, cx, r):
@@ -68,6 +68,71 @@ def test_split_parts_needs_two_large_parts():
     assert split_parts(_disc(shape, 20, 20, 8), 20, 0.25) == []
     assert touches(_disc(shape, 12, 20, 6), _disc(shape, 21, 20, 2), 3)
     assert not touches(_disc(shape, 12, 20, 6), _disc(shape, 30, 20, 2), 3)
+
+
+def _touching_pair(shape=(64, 64), waist=0.2):
+    """Two touching discs (daughters before they part) with `waist` of their brightness where
+    they meet; their blob labels; and the mask that holds both."""
+    one, two = _disc(shape, 32, 22, 10), _disc(shape, 32, 41, 10)
+    gray = np.where(one | two, 1.0, 0.0)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    gray[(np.abs(xx - 31.5) < 2) & (one | two)] = waist
+    blobs = np.zeros(shape, np.int32)
+    blobs[one], blobs[two & ~one] = 1, 2
+    return one | two, blobs, gray
+
+
+def test_a_mask_holding_two_blobs_pinched_at_a_dark_waist_splits_into_them():
+    mask, blobs, gray = _touching_pair()
+    assert set(blobs_held(mask, blobs, min_area=20)) == {1, 2}
+    halves = split_by_blobs(mask, blobs, gray, min_area=20, min_share=0.25)
+    assert len(halves) == 2
+    assert not (halves[0] & halves[1]).any() and ((halves[0] | halves[1]) == mask).all()
+    assert {int(h[32, 22]) + 2 * int(h[32, 41]) for h in halves} == {1, 2}  # one disc each
+
+
+def test_one_nucleus_cut_in_two_by_the_blobs_is_not_split():
+    mask, blobs, gray = _touching_pair(waist=1.0)  # bright where they meet: one nucleus
+    assert split_by_blobs(mask, blobs, gray, min_area=20, min_share=0.25) == []
+    yy, xx = np.mgrid[:64, :64]
+    ellipse = ((yy - 32) / 12) ** 2 + ((xx - 32) / 24) ** 2 < 1
+    halves = np.where(ellipse & (xx < 32), 1, np.where(ellipse, 2, 0)).astype(np.int32)
+    dark_cut = np.where(ellipse & (np.abs(xx - 31.5) > 2), 1.0, 0.0)  # dark, but as wide as the nucleus
+    assert split_by_blobs(ellipse, halves, dark_cut, min_area=20, min_share=0.25) == []
+    # a mask that holds only a sliver of the second blob holds one object
+    assert set(blobs_held(_disc((64, 64), 32, 23, 11), blobs, min_area=20)) == {1}
+
+
+class _RecordingTracker:
+    """What `_split_masks` asks of a tracker: objects removed and masks added, by track."""
+
+    def __init__(self):
+        self.removed, self.added = [], {}
+
+    def remove_object(self, track):
+        self.removed.append(track)
+
+    def add_mask(self, frame, track, mask):
+        self.added[track] = mask
+
+
+@pytest.mark.parametrize("held_before", [False, True])
+def test_a_split_is_a_division_only_if_the_mask_held_one_object_before(held_before):
+    from napari_sam2.tracking.everything import Settings, _Before, _split_masks
+
+    mask, blobs, gray = _touching_pair()
+    lineage = Lineage()
+    track = lineage.new_track(0)
+    before_labels = np.where(mask, track, 0).astype(np.uint32)
+    before_blobs = blobs if held_before else mask.astype(np.int32)  # two blobs, or one
+    before = _Before.of(before_labels, [track], before_blobs)
+    tracker = _RecordingTracker()
+    out = _split_masks(tracker, 1, {track: mask}, lineage, blobs, gray, before, (20, 5), Settings())
+    assert len(out) == 2 and tracker.removed == [track]
+    if held_before:  # two objects one mask held: the track goes on, the other part is new
+        assert track in out and lineage.children() == {}
+    else:  # a division: the track ends, two daughters with it as parent
+        assert track not in out and lineage.children() == {t: track for t in out}
 
 
 def test_lineage_table_and_graph():

@@ -37,36 +37,39 @@ def foreground_blobs(rgb: np.ndarray, min_area: int, split_distance: int) -> np.
     if gray.max() <= gray.min():
         return np.zeros(gray.shape, np.int32)
     fg = ndimage.binary_opening(gray > threshold_triangle(gray), iterations=2)
-    fg = ndimage.binary_fill_holes(fg)
-    dist = ndimage.distance_transform_edt(fg)
-    blobs, _ = ndimage.label(fg)
-    peaks = peak_local_max(dist, min_distance=max(2, split_distance), labels=blobs, exclude_border=False)
-    markers = np.zeros(fg.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = watershed(-dist, markers, mask=fg)
+    labels = split_at_waists(ndimage.binary_fill_holes(fg), split_distance)
     areas = np.bincount(labels.ravel())
     small = np.nonzero(areas < min_area)[0]
     labels[np.isin(labels, small[small > 0])] = 0
     return labels
 
 
+def split_at_waists(fg: np.ndarray, split_distance: int) -> np.ndarray:
+    """Labels of a binary image's parts, touching parts split at their waists (watershed of the
+    distance transform from peaks at least `split_distance` apart)."""
+    dist = ndimage.distance_transform_edt(fg)
+    parts, _ = ndimage.label(fg)
+    peaks = peak_local_max(dist, min_distance=max(2, split_distance), labels=parts, exclude_border=False)
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return watershed(-dist, markers, mask=fg)
+
+
 def detect_new(
     tracker: StackTracker,
     frame: int,
-    rgb: np.ndarray,
+    blobs: np.ndarray,
     covered: np.ndarray,
     min_area: int,
-    split_distance: int,
     max_covered: float = 0.3,
     max_same: float = 0.5,
     min_score: float = 0.3,
     grow: int = 3,
 ) -> list[Detection]:
-    """Objects on `frame` that `covered` (what tracks hold) does not: blobs less than
+    """Objects on `frame` that `covered` (what tracks hold) does not: blobs (`foreground_blobs`) less than
     `max_covered` covered, segmented from their box, clipped to the blob grown by `grow` px and
     to the uncovered pixels. A blob whose model mask lies more than `max_same` on tracked pixels
     is part of a tracked object (a nucleus its track covers only in part), not a new one."""
-    blobs = foreground_blobs(rgb, min_area, split_distance)
     candidates = []
     for index, where in enumerate(ndimage.find_objects(blobs), start=1):
         if where is None:

@@ -14,7 +14,7 @@ Frames are read lazily; the caller can stop at any frame and keep what is done.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ from ..images.io import write_labels
 from ..images.normalization import Normalization
 from ..modeling.sam2 import SAM2Model
 from ..progress import ProgressCallback, StopCheck
-from .detection import detect_new, foreground_blobs
-from .lineage import Lineage, largest_part, split_parts, touches
+from .detection import detect_new, foreground_blobs, split_at_waists
+from .lineage import Lineage, blobs_held, box_of, largest_part, split_by_blobs, split_parts, touches
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Settings:
     divisions: bool = True  # look for divisions (forward only: backward they would be merges)
     division_share: float = 0.25  # the smaller daughter holds at least this share of the two
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
+    division_growth: float = 1.3  # a mask covering two blobs divides only if it grew less than this
+    daughter_size: float = 1.25  # daughters are at most this share of the median object (else two objects)
+    division_mass: float = 0.3  # a mother's two daughters hold her area within this share
     touch_distance: int = 3  # pixels between a dividing track and its second daughter
     bridge: int = 2  # frames within which an ended track resumes when its object is found again
     window: int | None = 256  # largest tracking window, model-input pixels (StackTracker); None: whole frames
@@ -88,7 +91,7 @@ class TrackingResult:
     def write_ctc(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """`maskNNN.tif` for every frame done and `res_track.txt`."""
         labels, tracks = self.ctc()
-        first = sorted(self.frames_done)[0] if self.frames_done else 0
+        first = min(self.frames_done) if self.frames_done else 0
         return write_ctc(out_dir, ((first + i, labels[i]) for i in range(len(labels))), tracks, overwrite)
 
     def write_labels(self, path: str | Path) -> Path:
@@ -177,8 +180,7 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
     order = list(range(tracker.num_frames))[:: -1 if reverse else 1]
     divisions = settings.divisions and not reverse
     min_area = split = None
-    areas: dict[int, int] = {}  # track -> area on the previous frame
-    previous: dict[int, np.ndarray] = {}  # track -> its mask on the previous frame
+    before = _Before()
     ended: dict[int, tuple[int, np.ndarray]] = {}  # track -> (step it ended, its last mask)
     for step, frame in enumerate(order):
         if step + 1 < len(order):
@@ -196,20 +198,22 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
                     gone.append(track)
                 else:
                     masks[track] = result.masks[i]
-        masks = _divide_split_masks(tracker, frame, masks, lineage, min_area, settings) if divisions else masks
+        blobs = foreground_blobs(rgb, min_area, split) if divisions or step % settings.detect_every == 0 else None
+        if divisions:
+            masks = _split_masks(tracker, frame, masks, lineage, blobs, rgb.mean(axis=-1), before, (min_area, split), settings)
         masks = {t: largest_part(m) for t, m in masks.items()}
         gone += [t for t, m in masks.items() if m.sum() < min_area // 2]  # only a fragment of it left
         for track in gone:
             tracker.remove_object(track)
             masks.pop(track, None)
-            if track in previous:
-                ended[track] = (step, previous[track])
+            if track in before.masks:
+                ended[track] = (step, before.masks[track])
         if step % settings.detect_every == 0:
             covered = np.zeros(tracker.frame_hw, bool)
             for m in masks.values():
                 covered |= m
-            for found in detect_new(tracker, frame, rgb, covered, min_area, split):
-                mother = _dividing_neighbour(found.mask, masks, areas, settings) if divisions and step else None
+            for found in detect_new(tracker, frame, blobs, covered, min_area):
+                mother = _dividing_neighbour(found.mask, masks, before.areas, settings) if divisions and step else None
                 if mother is not None:
                     tracker.remove_object(mother)
                     first = lineage.new_track(frame, mother)
@@ -225,9 +229,22 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
         for track, mask in masks.items():
             frame_labels[mask & (frame_labels == 0)] = track
         lineage.record(frame, frame_labels)
-        previous = {t: frame_labels == t for t in masks}
-        areas = {t: int(m.sum()) for t, m in previous.items()}
+        before = _Before.of(frame_labels, masks, blobs)
         yield frame, frame_labels
+
+
+@dataclass
+class _Before:
+    """The frame before: each track's mask and area, and the frame's blobs (None if not found)."""
+
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    areas: dict[int, int] = field(default_factory=dict)
+    blobs: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, labels: np.ndarray, tracks: Iterable[int], blobs: np.ndarray | None) -> _Before:
+        masks = {t: labels == t for t in tracks}
+        return cls(masks, {t: int(m.sum()) for t, m in masks.items()}, blobs)
 
 
 def resumed_track(mask: np.ndarray, ended: dict[int, tuple[int, np.ndarray]], overlap: float = 0.5) -> int:
@@ -255,28 +272,68 @@ def _sizes(rgb: np.ndarray, min_area: int | None) -> tuple[int, int]:
     return int(min_area), max(2, int(0.8 * radius))
 
 
-def _divide_split_masks(
-    tracker: StackTracker, frame: int, masks: dict[int, np.ndarray], lineage: Lineage, min_area: int, settings: Settings
+def _split_masks(
+    tracker: StackTracker,
+    frame: int,
+    masks: dict[int, np.ndarray],
+    lineage: Lineage,
+    blobs: np.ndarray,
+    gray: np.ndarray,
+    before: _Before,
+    sizes: tuple[int, int],
+    settings: Settings,
 ) -> dict[int, np.ndarray]:
-    """Tracks whose mask fell into two large parts end; each part starts a daughter track."""
+    """Tracks whose mask fell into two large parts, or holds two touching blobs pinched at a
+    dark waist without having grown (a leak onto a neighbour grows it), are split in two.
+
+    The parts are daughters (the track ends, each part starts a track with it as parent) unless
+    they are two objects that one mask held: the mask held both blobs on the frame before too,
+    or a part is larger than `daughter_size` of the median object. Then the larger part keeps
+    the track and the other starts one of its own."""
     out = {}
+    min_area, split = sizes
+    typical = float(np.median(list(before.areas.values()))) if before.areas else 0.0
     for track, mask in masks.items():
-        parts = split_parts(mask, min_area, settings.division_share)
+        parts, held_before = split_parts(mask, min_area, settings.division_share), False
+        if not parts and mask.sum() <= settings.division_growth * before.areas.get(track, 0):
+            parts = split_by_blobs(mask, blobs, gray, min_area, settings.division_share)
+            held_before = bool(parts) and before.blobs is not None and len(blobs_held(before.masks[track], before.blobs, min_area)) >= 2
+            parts = parts or _split_lobes(mask, gray, split // 2, min_area, settings.division_share)
         if not parts or lineage.first.get(track) == frame:
             out[track] = mask
             continue
+        parts.sort(key=lambda p: int(p.sum()), reverse=True)
         tracker.remove_object(track)
-        for part in parts:
-            daughter = lineage.new_track(frame, track)
-            tracker.add_mask(frame, daughter, part)
-            out[daughter] = part
+        if held_before or parts[0].sum() > settings.daughter_size * typical:
+            tracks = [track, lineage.new_track(frame)]
+        else:
+            tracks = [lineage.new_track(frame, track) for _ in parts]
+        for new, part in zip(tracks, parts):
+            tracker.add_mask(frame, new, part)
+            out[new] = part
+    return out
+
+
+def _split_lobes(mask: np.ndarray, gray: np.ndarray, split: int, min_area: int, share: float) -> list[np.ndarray]:
+    """The two lobes of a mask pinched at a dark waist (small daughters that one blob holds)."""
+    where = box_of(mask, margin=2)
+    if where is None:
+        return []
+    m = mask[where]
+    halves = split_by_blobs(m, split_at_waists(m, split), gray[where], min_area, share)
+    out = []
+    for half in halves:
+        full = np.zeros_like(mask)
+        full[where] = half
+        out.append(full)
     return out
 
 
 def _dividing_neighbour(
     new: np.ndarray, masks: dict[int, np.ndarray], areas: dict[int, int], settings: Settings
 ) -> int | None:
-    """The track next to a new object that lost area on this frame as a dividing mother would."""
+    """The track next to a new object that lost area on this frame as a dividing mother would:
+    the two together hold about the mother's area (within `division_mass`)."""
     area = int(new.sum())
     best, best_drop = None, settings.area_drop
     for track, mask in masks.items():
@@ -285,6 +342,7 @@ def _dividing_neighbour(
         if not before or not now:
             continue
         drop = now / before
-        if drop < best_drop and 0.4 <= area / now <= 2.5 and touches(mask, new, settings.touch_distance):
+        kept = abs((now + area) / before - 1) <= settings.division_mass
+        if drop < best_drop and kept and 0.4 <= area / now <= 2.5 and touches(mask, new, settings.touch_distance):
             best, best_drop = track, drop
     return best

@@ -61,6 +61,65 @@ def split_parts(mask: np.ndarray, min_area: int, min_share: float) -> list[np.nd
     return [parts == order[0] + 1, parts == order[1] + 1]
 
 
+def box_of(mask: np.ndarray, margin: int = 1) -> tuple[slice, slice] | None:
+    """The mask's bounding box grown by `margin` pixels, or None for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    return slice(max(ys.min() - margin, 0), ys.max() + margin + 1), slice(max(xs.min() - margin, 0), xs.max() + margin + 1)
+
+
+def blobs_held(mask: np.ndarray, blobs: np.ndarray, min_area: int) -> dict[int, int]:
+    """Blob id -> pixels inside the mask, for the blobs at least half inside it with at least
+    `min_area` // 2 pixels there (the objects a mask holds)."""
+    where = box_of(mask)
+    if where is None:
+        return {}
+    ids, inside = np.unique(blobs[where][mask[where]], return_counts=True)
+    held = {i: n for i, n in zip(ids.tolist(), inside.tolist()) if i and n >= min_area // 2}
+    return {i: n for i, n in held.items() if n >= 0.5 * int((blobs == i).sum())}
+
+
+def split_by_blobs(
+    mask: np.ndarray,
+    blobs: np.ndarray,
+    gray: np.ndarray,
+    min_area: int,
+    min_share: float,
+    max_neck: float = 0.8,
+    max_valley: float = 0.8,
+) -> list[np.ndarray]:
+    """The two halves of a connected mask that holds two touching blobs of the frame (daughters
+    before they part), or []. Each blob holds `min_share` of the two; their contact must be a
+    waist shorter than `max_neck` of the smaller blob's diameter and darker than `max_valley`
+    of the dimmer blob's median intensity (one nucleus cut in two by the blob split has a wide,
+    bright contact)."""
+    held = blobs_held(mask, blobs, min_area)
+    if len(held) != 2:
+        return []
+    (ia, na), (ib, nb) = held.items()
+    if min(na, nb) < min_share * (na + nb):
+        return []
+    where = box_of(mask)
+    m, b, g = mask[where], blobs[where], gray[where]
+    one, two = b == ia, b == ib
+    contact = (ndimage.binary_dilation(one) & two) | (ndimage.binary_dilation(two) & one)
+    smaller = min(int((blobs == ia).sum()), int((blobs == ib).sum()))
+    if contact.sum() > 2 * max_neck * 2 * np.sqrt(smaller / np.pi):
+        return []
+    if contact.any() and g[contact].mean() > max_valley * min(np.median(g[one & m]), np.median(g[two & m])):
+        return []  # (blobs that do not touch are parted by background)
+    # every pixel of the mask goes to the nearer of the two blobs
+    _, (iy, ix) = ndimage.distance_transform_edt(~(one | two), return_indices=True)
+    nearest_one = one[iy, ix]
+    halves = []
+    for half in (m & nearest_one, m & ~nearest_one):
+        full = np.zeros_like(mask)
+        full[where] = half
+        halves.append(full)
+    return halves
+
+
 def largest_part(mask: np.ndarray) -> np.ndarray:
     """The largest connected part of a mask (stray fragments of a tracked mask dropped)."""
     parts, n = ndimage.label(mask)
