@@ -142,3 +142,33 @@ def test_box_partly_outside_is_clipped(predictor):
     inside = predictor.predict(box=[150, 60, 200, 120], multimask_output=False)
     beyond = predictor.predict(box=[150, 60, 260, 180], multimask_output=False)
     np.testing.assert_allclose(inside.logits, beyond.logits)
+
+
+def test_image_projections_made_once_decode_like_each_time(predictor):
+    """The decoder's image-only products, made once per image, change no output: one prompt
+    set or many, multimask or not; a mask prompt cannot use them."""
+    model = predictor.model
+    embedding, high_res = predictor._decoder_features(predictor._embedding)
+    projected = model.project_image(embedding)
+    points = torch.tensor([[[10.0, 20.0]], [[40.0, 9.0]], [[60.0, 60.0]]])
+    labels = torch.ones(3, 1, dtype=torch.int32)
+    with torch.inference_mode():
+        for multimask in (True, False):
+            plain = model.decode(embedding, high_res, points, labels, multimask_output=multimask, pad_empty_prompt=False)
+            made_once = model.decode(
+                embedding, high_res, points, labels, multimask_output=multimask, pad_empty_prompt=False, projected=projected
+            )
+            torch.testing.assert_close(made_once.masks, plain.masks, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(made_once.iou, plain.iou, atol=1e-6, rtol=1e-5)
+        with pytest.raises(ValueError, match="mask_input"):
+            model.decode(embedding, high_res, points[:1], labels[:1], mask_input=torch.zeros(1, 1, 16, 16), projected=projected)
+
+
+def test_stability_counts_pixels_like_a_sum():
+    from napari_sam2.modeling.mask_decoder import stability_score
+
+    logits = torch.randn(2, 3, 40, 50) * 3
+    inner = (logits > 1).sum(dim=(-2, -1)).float()
+    outer = (logits > -1).sum(dim=(-2, -1)).float()
+    torch.testing.assert_close(stability_score(logits, 0.0, 1.0), inner / outer)
+    assert stability_score(torch.full((1, 8, 8), -9.0), 0.0, 1.0, empty=0.0).item() == 0.0

@@ -182,11 +182,11 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
         return torch.zeros(*lead, 4, dtype=torch.int64, device=masks.device)
     inside = masks if masks.dtype == torch.bool else masks != 0
     h, w = inside.shape[-2:]
-    rows = inside.any(dim=-1).to(torch.uint8)  # (..., H)
+    rows = _any(inside, -1).to(torch.uint8)  # (..., H)
     # Columns only over the rows any mask reaches (small objects: a thin band, far cheaper).
     reached = rows.reshape(-1, h).amax(dim=0).nonzero()
     band = inside[..., int(reached[0]) : int(reached[-1]) + 1, :] if len(reached) else inside[..., :1, :]
-    cols = band.any(dim=-2).to(torch.uint8)  # (..., W)
+    cols = _any(band, -2).to(torch.uint8)  # (..., W)
     top = rows.argmax(dim=-1)
     bottom = (h - 1) - rows.flip(-1).argmax(dim=-1)
     left = cols.argmax(dim=-1)
@@ -194,6 +194,13 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     boxes = torch.stack([left, top, right, bottom], dim=-1)
     empty = rows.amax(dim=-1) == 0
     return boxes.masked_fill(empty[..., None], 0)
+
+
+def _any(inside: torch.Tensor, dim: int) -> torch.Tensor:
+    """`inside.any(dim)`; on the CPU through numpy, whose bool reductions are ~20x faster."""
+    if inside.device.type == "cpu":
+        return torch.from_numpy(np.asarray(inside.numpy().any(axis=dim)))
+    return inside.any(dim=dim)
 
 
 def box_xyxy_to_xywh(box_xyxy: Any) -> Any:

@@ -18,6 +18,7 @@ from ..images.normalization import Normalization
 from ..modeling.mask_decoder import stability_score
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import ImageFeatures, SAM2Model
+from ..modeling.two_way_transformer import ImageProjections
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
@@ -97,6 +98,7 @@ class ImagePredictor:
         # position encoding: made once per image, not on every click.
         self._decoder_inputs: tuple[ImageEmbedding, torch.Tensor, list[torch.Tensor]] | None = None
         self._dense_pe: torch.Tensor | None = None
+        self._projections: tuple[torch.Tensor, ImageProjections] | None = None
 
     # ------------------------------------------------------------------ embedding
 
@@ -171,6 +173,7 @@ class ImagePredictor:
 
     def reset(self) -> None:
         self._embedding = self._restored = None
+        self._decoder_inputs = self._projections = None
         self._keep_image(None)
 
     def _keep_image(self, rgb: np.ndarray | None) -> None:
@@ -330,6 +333,7 @@ class ImagePredictor:
         # the masks of the fast path within IoU 0.98 of fp32 ones.
         embedding, high_res = self._decoder_features(emb)
         with torch.autocast(self.device.type, enabled=False):
+            projected = self._projected(embedding) if mask is None and len(embedding) == 1 else None
             out = self.model.decode(
                 embedding,
                 high_res,
@@ -339,6 +343,7 @@ class ImagePredictor:
                 multimask_output=multimask_output,
                 pad_empty_prompt=False,
                 image_pe=self._dense_pe,
+                projected=projected,
             )
         low_res = out.masks.float()
         if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
@@ -356,15 +361,23 @@ class ImagePredictor:
         )
 
     def _decoder_features(self, emb: ImageEmbedding) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The embedding in the model's dtype (bf16 embeddings are converted once per image)."""
+        """The embedding in the model's dtype (bf16 embeddings are converted once per image) and
+        the high-res features channels-last."""
         if self._decoder_inputs is None or self._decoder_inputs[0] is not emb:
             dtype = self.model.dtype
+            last = torch.channels_last  # the layout of the decoder's upscaling
             self._decoder_inputs = (
-                emb, emb.embedding.to(dtype), [f.to(dtype) for f in emb.high_res]
+                emb, emb.embedding.to(dtype), [f.to(dtype).contiguous(memory_format=last) for f in emb.high_res]
             )
         if self._dense_pe is None:
             self._dense_pe = self.model.sam_prompt_encoder.dense_pe()
         return self._decoder_inputs[1], self._decoder_inputs[2]
+
+    def _projected(self, embedding: torch.Tensor) -> ImageProjections:
+        """The decoder's image-only products for this embedding, made on its first prompt."""
+        if self._projections is None or self._projections[0] is not embedding:
+            self._projections = (embedding, self.model.project_image(embedding, self._dense_pe))
+        return self._projections[1]
 
     def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary masks at the image size and their stability, one prompt set at a time

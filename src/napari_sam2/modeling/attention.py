@@ -43,10 +43,11 @@ class Attention(nn.Module):
         b, h, n, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q = self._heads(self.q_proj(q))
-        k = self._heads(self.k_proj(k))
-        v = self._heads(self.v_proj(v))
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projected: str = "") -> torch.Tensor:
+        """projected: which of "q", "k", "v" are already projected (made once per image)."""
+        q = self._heads(q if "q" in projected else self.q_proj(q))
+        k = self._heads(k if "k" in projected else self.k_proj(k))
+        v = self._heads(v if "v" in projected else self.v_proj(v))
         return self._attend(q, k, v)
 
 

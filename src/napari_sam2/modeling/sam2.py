@@ -16,6 +16,7 @@ from .common import MLP
 from .config import SAM2Config
 from .image_encoder import ImageEncoder
 from .mask_decoder import DecoderOutput, MaskDecoder
+from .two_way_transformer import ImageProjections
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
 from .position_encoding import sine_encoding_1d
@@ -130,6 +131,7 @@ class SAM2Model(nn.Module):
         multimask_output: bool = True,
         pad_empty_prompt: bool = True,
         image_pe: torch.Tensor | None = None,
+        projected: ImageProjections | None = None,
     ) -> DecoderOutput:
         """Run the prompt encoder and mask decoder.
 
@@ -138,7 +140,10 @@ class SAM2Model(nn.Module):
         A single embedding (batch 1) serves all B prompt sets. Without points, one padding
         point is decoded (as tracking does) unless pad_empty_prompt is False (image prompts).
         image_pe: the position encoding of the embedding's cells when it is a window of the grid.
+        projected: `project_image(embedding)`, made once per image; only without mask_input.
         """
+        if projected is not None and mask_input is not None:
+            raise ValueError("projected image tokens hold the no-mask prompt; a mask_input changes them.")
         batch = self._prompt_batch(embedding, points, mask_input)
         if points is None and pad_empty_prompt:
             points = embedding.new_zeros(batch, 1, 2)
@@ -154,7 +159,15 @@ class SAM2Model(nn.Module):
             high_res_features=high_res,
             multimask_output=multimask_output,
             repeat_image=True,
+            projected=projected,
         )
+
+    def project_image(self, embedding: torch.Tensor, image_pe: torch.Tensor | None = None) -> ImageProjections:
+        """What the decoder computes from one image (1, C, h, w) alone, for every click and box
+        on it without a mask prompt (`decode(..., projected=)`)."""
+        pe = self.sam_prompt_encoder.dense_pe() if image_pe is None else image_pe
+        dense = self.sam_prompt_encoder.embed_mask(None, 1, tuple(embedding.shape[-2:])).to(embedding.dtype)
+        return self.sam_mask_decoder.project_image(embedding, pe, dense)
 
     @staticmethod
     def _prompt_batch(embedding, points, mask_input) -> int:

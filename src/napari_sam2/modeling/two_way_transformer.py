@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 from .attention import Attention
 from .common import MLP
+
+
+class ImageProjections(NamedTuple):
+    """The first layer's projections of the image tokens (1, HW, C'), which no prompt changes:
+    keys and values of token->image attention, queries of image->token attention."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+    query: torch.Tensor
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -27,7 +38,12 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+        projected: ImageProjections | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.skip_first_layer_pe:
             # The first layer's self-attention replaces the tokens (no PE, no residual).
@@ -36,12 +52,33 @@ class TwoWayAttentionBlock(nn.Module):
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
-        q, k = queries + query_pe, keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        q = queries + query_pe
+        if projected is None:
+            k = keys + key_pe
+            attended = self.cross_attn_token_to_image(q, k, keys)
+        else:
+            b = queries.shape[0]
+            key, value = projected.key.expand(b, -1, -1), projected.value.expand(b, -1, -1)
+            attended = self.cross_attn_token_to_image(q, key, value, projected="kv")
+        queries = self.norm2(queries + attended)
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        if projected is None:
+            attended = self.cross_attn_image_to_token(k, q, queries)
+        else:
+            image_q = projected.query.expand(queries.shape[0], -1, -1)
+            attended = self.cross_attn_image_to_token(image_q, q, queries, projected="q")
+        keys = self.norm4(keys + attended)
         return queries, keys
+
+    def project_image(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ImageProjections:
+        """This layer's projections of image tokens (1, HW, C) that no prompt changes."""
+        k = keys + key_pe
+        return ImageProjections(
+            self.cross_attn_token_to_image.k_proj(k),
+            self.cross_attn_token_to_image.v_proj(keys),
+            self.cross_attn_image_to_token.q_proj(k),
+        )
 
 
 class TwoWayTransformer(nn.Module):
@@ -62,14 +99,25 @@ class TwoWayTransformer(nn.Module):
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
     def forward(
-        self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
+        self,
+        image: torch.Tensor,
+        image_pe: torch.Tensor,
+        tokens: torch.Tensor,
+        projected: ImageProjections | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """image, image_pe: (B, C, H, W); tokens: (B, N, C) -> (tokens, image tokens (B, HW, C))."""
+        """image, image_pe: (B, C, H, W); tokens: (B, N, C) -> (tokens, image tokens (B, HW, C)).
+        projected: `project_image` of this image (any prompts), to skip those products."""
         keys = image.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = tokens
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, tokens, key_pe)
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(queries, keys, tokens, key_pe, projected if i == 0 else None)
         q, k = queries + tokens, keys + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
         return queries, keys
+
+    def project_image(self, image: torch.Tensor, image_pe: torch.Tensor) -> ImageProjections:
+        """The first layer's projections of one image (1, C, H, W) with its prompt-free dense
+        embedding added: made once per image, they serve every click and box on it."""
+        keys = image.flatten(2).transpose(1, 2)
+        return self.layers[0].project_image(keys, image_pe.flatten(2).transpose(1, 2))
