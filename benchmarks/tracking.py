@@ -2,10 +2,16 @@
 
     python benchmarks/tracking.py [--variant sam2.1_hiera_tiny] [--frames 5] [--image-size 1024]
                                   [--warmup 1] [--compile]
+    python benchmarks/tracking.py --given-masks 7 [--objects 1 4] [--repeats 3]
 
 Frames are 512x512; every object gets one click on frame 0; the time of the tracked frames after
 the first `--warmup` is averaged (raise it with --compile: the first frames compile).
 Same random weights on both sides; the official predictor runs objects one after another.
+
+With --given-masks M every object is a bright disc given as a mask on frames 0..M-1 (a full
+memory bank, and an object where a window expects it whatever the weights), and frame M is
+timed with its encoding (best of --repeats), ours over whole frames and in windows
+(`window=256`) beside the official.
 """
 
 from __future__ import annotations
@@ -69,6 +75,77 @@ def official_per_frame(predictor, folder, k, warmup) -> float:
     return steady(times, warmup)
 
 
+def disc_movie(n: int, k: int, size: int = 512) -> tuple[np.ndarray, list[np.ndarray]]:
+    """n frames with k bright discs (radius 15 px) on the click grid, and the discs' masks."""
+    frames = movie(n, size).copy()
+    yy, xx = np.mgrid[:size, :size]
+    discs = [(yy - y) ** 2 + (xx - x) ** 2 < 15**2 for x, y in clicks(k, size)]
+    for disc in discs:
+        frames[:, disc] = 230
+    return frames, discs
+
+
+def ours_given_masks(model, frames, discs, precision, window, repeats) -> float:
+    """Seconds to track the last frame (its encoding included) after masks on all before it."""
+    last, best = len(frames) - 1, float("inf")
+    for _ in range(repeats):
+        tracker = StackTracker(model, frames, precision=precision, normalization=None, window=window, ending=None)
+        for t in range(last):
+            for obj_id, disc in enumerate(discs, start=1):
+                tracker.add_mask(t, obj_id, disc)
+        tracker._encode_prompt_memories()  # as the official's preflight does before its first frame
+        start = time.perf_counter()
+        tracker.track(last)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def official_given_masks(predictor, folder, discs, n, repeats) -> float:
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats):
+            state = predictor.init_state(str(folder))
+            for t in range(n - 1):
+                for obj_id, disc in enumerate(discs, start=1):
+                    predictor.add_new_mask(state, t, obj_id, disc)
+            start = None
+            for frame, _, _ in predictor.propagate_in_video(state):
+                if frame == n - 2:
+                    start = time.perf_counter()  # the prompted frames come back without work
+                elif frame == n - 1:
+                    best = min(best, time.perf_counter() - start)
+    return best
+
+
+def given_masks(args, model, predictor) -> None:
+    n = args.given_masks + 1
+    rows = []
+    for k in args.objects:
+        frames, discs = disc_movie(n, k)
+        official = float("nan")
+        if predictor is not None:
+            from PIL import Image
+
+            folder = Path(tempfile.mkdtemp(prefix="napari-sam2-bench-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            for t, frame in enumerate(frames):
+                Image.fromarray(frame).save(folder / f"{t}.jpg", quality=95)  # the official reads JPEG folders
+            official = official_given_masks(predictor, folder, discs, n, args.repeats)
+        whole = ours_given_masks(model, frames, discs, "fp32", None, args.repeats)
+        windows = ours_given_masks(model, frames, discs, "fp32", 256, args.repeats)
+        fast = ours_given_masks(model, frames, discs, "auto", 256, args.repeats)
+        rows.append([k, whole, windows, fast, official, whole / official, windows / official, fast / official])
+    print(machine_line())
+    print_table(
+        f"Tracking one frame after masks on {args.given_masks}, {args.variant} at {args.image_size} px, "
+        "512x512 frames (seconds, encoding included, best of "
+        f"{args.repeats})",
+        ["objects", "ours fp32 whole", "ours fp32 windows", "ours fast windows", "official fp32",
+         "whole ratio", "windows ratio", "fast windows ratio"],
+        rows,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="sam2.1_hiera_tiny")
@@ -77,6 +154,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, nargs="*", default=[1, 4, 16])
     parser.add_argument("--warmup", type=int, default=1, help="tracked frames left out of the mean")
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile path")
+    parser.add_argument("--given-masks", type=int, default=0, help="masks on this many frames, then one frame timed")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     frames = movie(args.frames)
     model = build_model(args.variant, device="cpu", image_size=args.image_size)
@@ -88,6 +167,8 @@ def main() -> None:
 
         predictor = build_oracle(args.variant, image_size=args.image_size, video=True)
         model.load_state_dict(predictor.state_dict())
+        if args.given_masks:
+            return given_masks(args, model, predictor)
         folder = Path(tempfile.mkdtemp(prefix="napari-sam2-bench-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         for t, frame in enumerate(frames):
