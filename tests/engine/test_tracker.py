@@ -361,3 +361,22 @@ def test_segment_boxes_finds_the_boxed_object(builtin):
     for mask, (cy, cx) in zip(masks, [(40, 40), (40, 70)]):
         truth = (yy - cy) ** 2 + (xx - cx) ** 2 < 14**2
         assert (mask & truth).sum() > 0.9 * truth.sum() and (mask & truth).sum() / (mask | truth).sum() > 0.65
+
+
+@pytest.mark.parametrize("frame_hw", [(128, 128), (256, 128)])
+def test_masks_upscaled_by_crops_equal_masks_upscaled_over_the_frame(frame_hw):
+    """Upscaling only each object's box gives the whole-frame masks bit for bit: overlapping
+    objects (the highest logit wins), an object at the frame's edge, an empty one."""
+    from napari_sam2.engine.track_result import _masks_by_crops, _masks_whole
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:32, :32]
+    logits = torch.full((5, 32, 32), -20.0)
+    for k, (cy, cx, r) in enumerate([(10, 10, 5), (13, 14, 6), (0, 31, 4), (25, 8, 3)]):
+        logits[k] = torch.from_numpy(r - np.hypot(yy - cy, xx - cx) + rng.normal(0, 0.3, (32, 32))).float()
+    for non_overlapping in (True, False):
+        whole = _masks_whole(logits[:, None], frame_hw, non_overlapping).numpy()
+        crops = _masks_by_crops(logits, frame_hw, non_overlapping)
+        assert whole[:4].any(axis=(1, 2)).all() and not whole[4].any()
+        assert (whole[0] & whole[1]).any() != non_overlapping  # objects 0 and 1 overlap unless resolved
+        np.testing.assert_array_equal(crops, whole)
