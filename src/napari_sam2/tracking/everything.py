@@ -3,10 +3,13 @@
 On the first frame every object is detected (`detection.py`) and becomes a track; the memory
 tracker follows all of them, and on every frame:
 - a track whose object score stays low ends (`engine/object_ending.py`) and leaves the tracker;
-- a track whose mask falls into two large parts divides: it ends, and two daughter tracks
-  begin with it as parent (forward in time only);
-- a new object next to a track whose area dropped by a quarter is the other half of a division
-  (the track ends, its remaining mask and the new object become daughters);
+- a track whose mask falls into two large parts, or holds two touching blobs (or has two lobes)
+  pinched at a dark waist, divides: it ends, and two daughter tracks begin with it as parent
+  (forward in time only) - unless the mask held both blobs before or a part is as large as a
+  whole object: then they are two objects, and the larger keeps the track (`_split_masks`);
+- a new object next to a track whose area dropped by a quarter, the two holding about the
+  track's former area, is the other half of a division (the track ends, its remaining mask
+  and the new object become daughters);
 - any other object that no track covers becomes a new track (every `detect_every` frames).
 Frames are read lazily; the caller can stop at any frame and keep what is done.
 """
