@@ -183,7 +183,7 @@ def speed(args) -> None:
             tracker.track(7)
             times = []
             for _ in range(args.frames):
-                tracker._feature_cache.clear()
+                tracker._features.clear()
                 t0 = time.perf_counter()
                 tracker.track(7)
                 times.append(time.perf_counter() - t0)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..modeling.sam2 import NO_OBJECT_SCORE
+
 
 @dataclass(frozen=True)
 class ObjectEnding:
@@ -97,3 +99,38 @@ def update(state: EndingState, score: float, low_res: torch.Tensor, rule: Object
     if not absent:
         state.previous = low_res.reshape(low_res.shape[-2:]) > 0
     return absent
+
+
+def end_objects(
+    frame: int,
+    objects: dict,
+    low_res: dict[int, torch.Tensor],
+    states: dict,
+    endings: dict[int, EndingState],
+    ending: ObjectEnding | None,
+    non_overlapping: bool,
+) -> dict[int, float]:
+    """Each tracked object's score on `frame` (1 on its prompted frames, the presence alone
+    without `ending`); the logits in `low_res` of objects absent there become empty.
+    objects: the tracker's objects (their prompted frames `cond`); states: their outputs on
+    `frame` (`score`, the presence logit); endings: their ending states in this pass."""
+    scores = {}
+    # Ownership only where objects may not overlap: nested objects (a nucleus in its cell) may.
+    owned = owned_shares(low_res) if ending is not None and non_overlapping else {}
+    for obj_id, out in list(low_res.items()):
+        obj = objects[obj_id]
+        if frame in obj.cond:
+            endings[obj_id] = EndingState(mask_area(out), out.reshape(out.shape[-2:]) > 0)
+            scores[obj_id] = 1.0
+            continue
+        presence = float(states[obj_id].score.reshape(-1)[0])
+        if ending is None:
+            scores[obj_id] = float(torch.sigmoid(torch.tensor(presence)))
+            continue
+        state = endings.get(obj_id)
+        if state is None:
+            state = endings[obj_id] = EndingState(max(mask_area(s.low_res) for s in obj.cond.values()))
+        scores[obj_id] = object_score(out, presence, state, ending.full_size, owned.get(obj_id, 1.0))
+        if update(state, scores[obj_id], out, ending):
+            low_res[obj_id] = torch.full_like(out, NO_OBJECT_SCORE)
+    return scores

@@ -6,6 +6,8 @@ The official predictor does this with a CUDA-only kernel and silently skips it e
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from skimage.measure import label
@@ -76,3 +78,12 @@ def fill_holes_and_remove_sprinkles(
 def _to_device(mask: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     """A (N, H, W) boolean array as a tensor shaped and placed like `like`."""
     return torch.from_numpy(mask).reshape(like.shape).to(like.device)
+
+
+def with_holes_filled(out: Any, area: int) -> Any:
+    """A decoder output (with `low_res_masks`) whose background holes up to `area` low-res pixels
+    are filled with a small positive logit (0.1), as the tracker does on every frame."""
+    if area <= 0:
+        return out
+    out.low_res_masks = fill_holes_and_remove_sprinkles(out.low_res_masks.float(), area, 0, hole_value=0.1)
+    return out

@@ -21,7 +21,6 @@ Points are (x, y) and boxes (x0, y0, x1, y1) in pixels of a frame.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,17 +30,23 @@ import torch.nn.functional as F
 
 from ..images.frames import FrameSource
 from ..images.label_writer import LabelWriter
-from ..images.model_input import to_model_input
 from ..images.normalization import Normalization
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Model
-from .embedding_store import EmbeddingStore, encode_cached, precision_name
+from .embedding_store import EmbeddingStore
+from .frame_features import FrameFeatures
 from .memory_bank import frames_to_keep
-from .object_ending import EndingState, ObjectEnding, mask_area, object_score, owned_shares, update
+from .object_ending import EndingState, ObjectEnding, end_objects
 from .object_memory import (
-    FrameState, TrackedObject, condition_in_windows, condition_on_memories, group_by_layout, window_for, window_layout,
+    FrameState,
+    TrackedObject,
+    condition_in_windows,
+    condition_on_memories,
+    group_by_layout,
+    window_for,
+    window_layout,
 )
-from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
+from .postprocess import LOGIT_CLAMP, with_holes_filled
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
 from .quantize import model_for_precision
@@ -89,17 +94,16 @@ class StackTracker:
         self.device = model.device
         self.dtype = resolve_precision(precision, self.device)
         self.model = model_for_precision(self.model, self.dtype)  # int8: a quantised copy
-        self.embedding_store = embedding_store  # frames' embeddings on disk, shared with the dock
         self.frames = frames if isinstance(frames, FrameSource) else FrameSource(
             frames, axis=axis, normalization=normalization, channels=channels, channel_axis=channel_axis
         )
+        # frames' embeddings on disk (shared with the dock) and the last few in memory
+        self._features = FrameFeatures(self.model, self.frames, self.dtype, feature_cache, embedding_store)
         self.num_frames = len(self.frames)
         self.frame_hw = self.frames.frame_shape
         self.corrections_as_conditioning = corrections_as_conditioning
         self.non_overlapping = non_overlapping
         self.fill_hole_area = fill_hole_area
-        self._feature_cache: OrderedDict[int, ImageFeatures] = OrderedDict()
-        self._feature_cache_size = max(1, feature_cache)
         self._objects: dict[int, TrackedObject] = {}
         self.ending = ending
         self._ending: dict[int, EndingState] = {}  # per object, for the current pass
@@ -146,7 +150,7 @@ class StackTracker:
         if tuple(m.shape[-2:]) != (size, size):
             m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             m = (m >= 0.5).float()
-        features = self._features(frame)
+        features = self._features.get(frame)
         with torch.inference_mode(), compute_precision(self.device, self.dtype):
             out = self.model.mask_as_output(features.embedding, features.high_res, m.to(self.model.dtype))
         self._store_prompt_output(obj, frame, out)
@@ -163,11 +167,11 @@ class StackTracker:
         scale = np.array([size / w, size / h])
         coords = torch.as_tensor(boxes.reshape(-1, 2, 2) * scale, dtype=torch.float32, device=self.device)
         labels = torch.tensor([[LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]], dtype=torch.int32, device=self.device)
-        features = self._features(frame)
+        features = self._features.get(frame)
         with torch.inference_mode(), compute_precision(self.device, self.dtype):
             embedding = self.model.add_no_memory(features.embedding)
             out = self.model.decode_frame(embedding, features.high_res, coords, labels.expand(len(boxes), -1))
-        out = _with_holes_filled(out, self.fill_hole_area)
+        out = with_holes_filled(out, self.fill_hole_area)
         full = F.interpolate(out.low_res_masks.float(), size=self.frame_hw, mode="bilinear", align_corners=False)
         return (full[:, 0] > 0).cpu().numpy(), out.iou.float().reshape(-1).cpu().numpy()
 
@@ -196,7 +200,7 @@ class StackTracker:
         reverse = obj.direction.get(frame, False)
         previous = obj.cond.get(frame) or obj.tracked.get(frame)
         prior = previous.low_res.clamp(-LOGIT_CLAMP, LOGIT_CLAMP) if previous is not None else None
-        features = self._features(frame)
+        features = self._features.get(frame)
         with torch.inference_mode(), compute_precision(self.device, self.dtype):
             if initial:
                 embedding = self.model.add_no_memory(features.embedding)
@@ -204,7 +208,7 @@ class StackTracker:
                 embedding = condition_on_memories(self.model, [obj], frame, features, reverse, self.num_frames)
             multimask = labels.shape[1] <= 1
             out = self.model.decode_frame(embedding, features.high_res, coords, labels, prior, multimask)
-        out = _with_holes_filled(out, self.fill_hole_area)
+        out = with_holes_filled(out, self.fill_hole_area)
         self._store_prompt_output(obj, frame, out, conditioning=initial or self.corrections_as_conditioning)
         return self._frame_result(frame, [obj_id], [out.low_res_masks.float()], [out.iou], [out.object_score])
 
@@ -260,7 +264,7 @@ class StackTracker:
         try:
             for order, reverse in passes:
                 self._ending.clear()
-                for frame, rgb in self.frames.iterate(order, skip=self._feature_cache.__contains__):
+                for frame, rgb in self.frames.iterate(order, skip=self._features.__contains__):
                     result = self._track_frame(frame, rgb, reverse)
                     if writer is not None:
                         writer.write(frame, result.obj_ids, result.masks)
@@ -297,7 +301,7 @@ class StackTracker:
         for obj in self._objects.values():
             for frame, state in [*obj.cond.items(), *obj.tracked.items()]:
                 if state.maskmem is None:
-                    features = self._features(frame)
+                    features = self._features.get(frame)
                     state.maskmem = self._encode(state, features)
             for frame in obj.cond:
                 obj.direction.setdefault(frame, False)
@@ -312,7 +316,7 @@ class StackTracker:
 
     @torch.inference_mode()
     def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool) -> TrackResult:
-        features = self._features(frame, rgb)
+        features = self._features.get(frame, rgb)
         states: dict[int, FrameState] = {}
         ended = {i for i, st in self._ending.items() if st.ended}
         to_track = [o for o in self._objects.values() if frame not in o.cond and o.obj_id not in ended]
@@ -339,7 +343,7 @@ class StackTracker:
                 del obj.tracked[dropped]
         ids = list(self._objects)
         low_res = {i: s.low_res for i, s in states.items()}
-        scores = self._end_objects(frame, low_res, states)
+        scores = end_objects(frame, self._objects, low_res, states, self._ending, self.ending, self.non_overlapping)
         side = self.model.image_size // 4
         blank = torch.full((1, 1, side, side), NO_OBJECT_SCORE, device=self.device)
         zero = torch.zeros(1, 1, device=self.device)
@@ -347,7 +351,7 @@ class StackTracker:
             frame, ids, [low_res.get(i, blank) for i in ids],
             [states[i].iou if i in states else zero for i in ids],
             [states[i].score if i in states else zero + NO_OBJECT_SCORE for i in ids],
-            [scores.get(i, 0.0) for i in ids], [self._ended(i) for i in ids],
+            [scores.get(i, 0.0) for i in ids], [i in self._ending and self._ending[i].ended for i in ids],
         )
 
     def _track_whole(
@@ -356,11 +360,11 @@ class StackTracker:
         """Track objects that share a memory layout over the whole frame, as one batch."""
         with compute_precision(self.device, self.dtype):
             embedding = condition_on_memories(self.model, group, frame, features, reverse, self.num_frames)
-            out = self.model.decode_frame(embedding, _expand(features.high_res, len(group)), multimask_output=True)
+            out = self.model.decode_frame(embedding, [f.expand(len(group), -1, -1, -1) for f in features.high_res], multimask_output=True)
             maskmem, _ = self.model.encode_memory(
                 features.embedding.expand(len(group), -1, -1, -1), out.high_res_masks, out.object_score
             )
-        self._store_tracked(group, frame, _with_holes_filled(out, self.fill_hole_area), maskmem, states)
+        self._store_tracked(group, frame, with_holes_filled(out, self.fill_hole_area), maskmem, states)
 
     def _track_in_windows(
         self, inside: list[tuple[TrackedObject, GridWindow]], frame: int, features: ImageFeatures, reverse: bool, states: dict
@@ -375,7 +379,7 @@ class StackTracker:
             image_pe = torch.cat([w.crop(pe) for w in windows]).to(embedding.dtype)
             out = self.model.decode_frame(embedding, high_res, multimask_output=True, image_pe=image_pe)
             maskmem, _ = self.model.encode_memory(raw, out.high_res_masks, out.object_score)
-        out = _with_holes_filled(out, self.fill_hole_area)
+        out = with_holes_filled(out, self.fill_hole_area)
         out.low_res_masks = torch.cat([w.paste(out.low_res_masks[i : i + 1].float()) for i, w in enumerate(windows)])
         self._store_tracked(group, frame, out, maskmem, states, windows)
 
@@ -389,66 +393,7 @@ class StackTracker:
             obj.tracked[frame] = state
             states[obj.obj_id] = state
 
-    def _end_objects(self, frame: int, low_res: dict[int, torch.Tensor], states: dict[int, FrameState]) -> dict[int, float]:
-        """Each object's score on `frame`; absent objects' logits in `low_res` become empty."""
-        scores = {}
-        # Ownership only where objects may not overlap: nested objects (a nucleus in its cell) may.
-        owned = owned_shares(low_res) if self.ending is not None and self.non_overlapping else {}
-        for obj_id, out in list(low_res.items()):
-            obj = self._objects[obj_id]
-            if frame in obj.cond:
-                self._ending[obj_id] = EndingState(mask_area(out), out.reshape(out.shape[-2:]) > 0)
-                scores[obj_id] = 1.0
-                continue
-            presence = float(states[obj_id].score.reshape(-1)[0])
-            if self.ending is None:
-                scores[obj_id] = float(torch.sigmoid(torch.tensor(presence)))
-                continue
-            state = self._ending.get(obj_id)
-            if state is None:
-                state = self._ending[obj_id] = EndingState(max(mask_area(s.low_res) for s in obj.cond.values()))
-            scores[obj_id] = object_score(out, presence, state, self.ending.full_size, owned.get(obj_id, 1.0))
-            if update(state, scores[obj_id], out, self.ending):
-                low_res[obj_id] = torch.full_like(out, NO_OBJECT_SCORE)
-        return scores
-
-    def _ended(self, obj_id: int) -> bool:
-        state = self._ending.get(obj_id)
-        return state is not None and state.ended
-
-    def _features(self, frame: int, rgb: np.ndarray | None = None) -> ImageFeatures:
-        """Image features of a frame; the last few are cached."""
-        cached = self._feature_cache.get(frame)
-        if cached is not None:
-            self._feature_cache.move_to_end(frame)
-            return cached
-        if rgb is None:
-            rgb = self.frames.get(frame)
-        def encode(rgbs: list[np.ndarray]) -> ImageFeatures:
-            x = to_model_input(rgbs[0], self.model.image_size, self.device, self.model.dtype)
-            with compute_precision(self.device, self.dtype):
-                return self.model.encode_image(x)
-
-        with torch.inference_mode():
-            features = encode_cached(self.embedding_store, self.model, precision_name(self.dtype), [rgb], encode)
-        self._feature_cache[frame] = features
-        while len(self._feature_cache) > self._feature_cache_size:
-            self._feature_cache.popitem(last=False)
-        return features
-
     def _frame_result(self, frame, obj_ids, low_res, iou, score, object_scores=None, ended=None) -> TrackResult:
         return track_result(
             frame, obj_ids, low_res, iou, score, self.frame_hw, self.non_overlapping, object_scores, ended
         )
-
-
-def _expand(tensors: list[torch.Tensor], n: int) -> list[torch.Tensor]:
-    return [t.expand(n, -1, -1, -1) for t in tensors]
-
-
-def _with_holes_filled(out: FrameOutput, area: int) -> FrameOutput:
-    """Fill background holes up to `area` low-res pixels with a small positive logit (0.1)."""
-    if area <= 0:
-        return out
-    out.low_res_masks = fill_holes_and_remove_sprinkles(out.low_res_masks.float(), area, 0, hole_value=0.1)
-    return out

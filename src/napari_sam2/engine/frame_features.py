@@ -1,0 +1,52 @@
+"""Image features of a stack's frames for the tracker: the last few kept in memory, each
+encoded once (through the embedding store on disk, when there is one)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from ..images.frames import FrameSource
+from ..images.model_input import to_model_input
+from ..modeling.sam2 import ImageFeatures, SAM2Model
+from .embedding_store import EmbeddingStore, encode_cached, precision_name
+from .precision import compute_precision
+
+
+class FrameFeatures:
+    """`get(frame)` encodes a frame, or returns it from the `size` most recently used."""
+
+    def __init__(
+        self, model: SAM2Model, frames: FrameSource, dtype: torch.dtype, size: int, store: EmbeddingStore | None
+    ) -> None:
+        self.model, self.frames, self.dtype, self.store = model, frames, dtype, store
+        self.size = max(1, size)
+        self._cache: OrderedDict[int, ImageFeatures] = OrderedDict()
+
+    def __contains__(self, frame: int) -> bool:
+        return frame in self._cache
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def get(self, frame: int, rgb: np.ndarray | None = None) -> ImageFeatures:
+        """rgb: the frame as `frames.get(frame)` gives it, when the caller has read it."""
+        cached = self._cache.get(frame)
+        if cached is not None:
+            self._cache.move_to_end(frame)
+            return cached
+        if rgb is None:
+            rgb = self.frames.get(frame)
+        with torch.inference_mode():
+            features = encode_cached(self.store, self.model, precision_name(self.dtype), [rgb], self._encode)
+        self._cache[frame] = features
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return features
+
+    def _encode(self, rgbs: list[np.ndarray]) -> ImageFeatures:
+        x = to_model_input(rgbs[0], self.model.image_size, self.model.device, self.model.dtype)
+        with compute_precision(self.model.device, self.dtype):
+            return self.model.encode_image(x)
