@@ -42,6 +42,14 @@ def _count_inside(inside: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(counts).reshape(inside.shape[:-2])
 
 
+def _channels_last(features: torch.Tensor) -> torch.Tensor:
+    """Features channels-last; one image expanded over a batch (a tracker's objects) is
+    converted once and expanded again, not copied per object."""
+    if features.shape[0] > 1 and features.stride(0) == 0:
+        return features[:1].contiguous(memory_format=torch.channels_last).expand(features.shape)
+    return features.contiguous(memory_format=torch.channels_last)
+
+
 class MaskDecoder(nn.Module):
     def __init__(
         self,
@@ -145,7 +153,7 @@ class MaskDecoder(nn.Module):
         the predictor keeps its skip features so)."""
         up1, ln1, act1, up2, act2 = self.output_upscaling
         last = torch.channels_last
-        feat_s0, feat_s1 = (f.contiguous(memory_format=last) for f in high_res)
+        feat_s0, feat_s1 = (_channels_last(f) for f in high_res)
         upscaled = act1(ln1(feat_s1 + up1(src.contiguous(memory_format=last))))
         return act2(feat_s0 + up2(upscaled.contiguous(memory_format=last)))
 

@@ -32,7 +32,7 @@ from ..images.normalization import Normalization
 from ..modeling.sam2 import SAM2Model
 from ..progress import ProgressCallback, StopCheck
 from .detection import detect_new, foreground_blobs, split_at_waists
-from .lineage import Lineage, blobs_held, box_of, largest_part, split_by_blobs, split_parts, touches
+from .lineage import Lineage, blobs_held, box_of, largest_part, pasted, split_by_blobs, split_parts, touches
 
 
 @dataclass(frozen=True)
@@ -323,13 +323,7 @@ def _split_lobes(mask: np.ndarray, gray: np.ndarray, split: int, min_area: int, 
     if where is None:
         return []
     m = mask[where]
-    halves = split_by_blobs(m, split_at_waists(m, split), gray[where], min_area, share)
-    out = []
-    for half in halves:
-        full = np.zeros_like(mask)
-        full[where] = half
-        out.append(full)
-    return out
+    return [pasted(half, where, mask.shape) for half in split_by_blobs(m, split_at_waists(m, split), gray[where], min_area, share)]
 
 
 def _dividing_neighbour(

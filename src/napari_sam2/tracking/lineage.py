@@ -112,12 +112,14 @@ def split_by_blobs(
     # every pixel of the mask goes to the nearer of the two blobs
     _, (iy, ix) = ndimage.distance_transform_edt(~(one | two), return_indices=True)
     nearest_one = one[iy, ix]
-    halves = []
-    for half in (m & nearest_one, m & ~nearest_one):
-        full = np.zeros_like(mask)
-        full[where] = half
-        halves.append(full)
-    return halves
+    return [pasted(half, where, mask.shape) for half in (m & nearest_one, m & ~nearest_one)]
+
+
+def pasted(part: np.ndarray, where: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
+    """A crop's mask `part` put back at `where` in an empty mask of `shape`."""
+    full = np.zeros(shape, bool)
+    full[where] = part
+    return full
 
 
 def largest_part(mask: np.ndarray) -> np.ndarray:
