@@ -5,6 +5,8 @@
       model, in windows of up to 256 model-input pixels (the default) or over whole frames
   python benchmarks/track_everything.py synthetic [--movies N]           divisions found with
       the right parent, DET/SEG/TRA, on synthetic nuclei movies with divisions
+  Both print, in the same run, the classical trackers (Otsu or triangle threshold + watershed on
+  every frame, linked by overlap; tracking/classical.py) scored the same way (--no-baseline: skip)
   python benchmarks/track_everything.py speed [--model M --size S --objects 1 16 --window 0 256]
       seconds per frame with 1, 10 and 100 objects over whole frames and in windows (<= 256 px)
       (512 px frames, built-in model)
@@ -26,6 +28,7 @@ import torch
 
 from napari_sam2 import load_model
 from napari_sam2.images.ctc import FrameFolder, ctc_tracks, read_tracks, write_ctc
+from napari_sam2.tracking.classical import classical_tracking
 from napari_sam2.tracking.everything import track_everything
 
 GOWT1 = "/work/shared/data/ctc/Fluo-N2DH-GOWT1"
@@ -96,42 +99,65 @@ def gowt1(args) -> None:
     t0 = time.perf_counter()
     result = track_everything(movie, model, detect_every=args.detect_every, window=args.window or None)
     seconds = time.perf_counter() - t0
+    rows = [(f"track_everything, built-in model, {_mode(args.window)}", result.ctc(), seconds)]
+    if args.baseline:
+        rows += baselines(np.stack([frames[t] for t in range(n)]))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        res = result.write_ctc(tmp / "01_RES")
         gt = data / "01_GT" if n == len(frames) else gt_subset(data / "01_GT", n, tmp / "01_GT")
-        scores = ctc_scores(res, gt)
-        labels, ours = result.ctc()
         truth = read_tracks(gt / "TRA" / "man_track.txt")
-        found, total = divisions_found(ours, truth, labels, lambda t: tifffile.imread(gt / "TRA" / f"man_track{t:03d}.tif"))
-    print(f"GOWT1 01, {n} frames, built-in model, detect every {args.detect_every}, {_mode(args.window)}: "
-          f"{seconds:.0f} s ({seconds / n:.1f} s/frame)")
-    print(f"  {scores}  divisions found with the right parent: {found}/{total}, reported: {len(set(result.parents.values()))}"
-          f"  tracks: {len(ours)} (truth {len(truth)})")
+        print(f"GOWT1 01, {n} frames (truth: {len(truth)} tracks, 2 divisions)")
+        print("| tracker | DET | SEG | TRA | divisions found | divisions reported | tracks | seconds |")
+        print("|---|---|---|---|---|---|---|---|")
+        for k, (name, (labels, ours), secs) in enumerate(rows):
+            res = _write(labels, ours, tmp / f"{k}_RES")
+            scores = ctc_scores(res, gt)
+            found, total = divisions_found(ours, truth, labels, lambda t: tifffile.imread(gt / "TRA" / f"man_track{t:03d}.tif"))
+            print(f"| {name} | {scores.get('DET')} | {scores.get('SEG')} | {scores.get('TRA')} | {found}/{total} | "
+                  f"{_reported(ours)} | {len(ours)} | {secs:.0f} |", flush=True)
+
+
+def baselines(movie: np.ndarray) -> list:
+    """The classical trackers on the same movie: (name, (CTC labels, tracks), seconds)."""
+    rows = []
+    for threshold in ("otsu", "triangle"):
+        t0 = time.perf_counter()
+        labels, parents = classical_tracking(movie, threshold)
+        seconds = time.perf_counter() - t0
+        rows.append((f"classical: {threshold} + watershed, overlap links", ctc_tracks(labels, parents), seconds))
+    return rows
+
+
+def _write(labels: np.ndarray, tracks: dict, out: Path) -> Path:
+    return write_ctc(out, ((t, labels[t]) for t in range(len(labels))), tracks)
+
+
+def _reported(tracks: dict) -> int:
+    """Divisions reported: tracks that are parents of two."""
+    children: dict[int, int] = {}
+    for _, _, p in tracks.values():
+        if p:
+            children[p] = children.get(p, 0) + 1
+    return sum(1 for n in children.values() if n >= 2)
 
 
 def synthetic(args) -> None:
     from napari_sam2.synthetic.movie import Motion, timelapse
 
     model = load_model()
-    found = total = seen_found = seen = reported = 0
-    rows = []
+    names: list[str] = []
+    totals: dict[str, np.ndarray] = {}  # name -> found, total, found of both seen, both seen, reported, DET, SEG, TRA
     for seed in range(args.movies):
         movie, truth_labels, truth = timelapse(
             n_frames=args.length, shape=(256, 256), n_cells=12, seed=seed, motion=Motion(division_rate=0.03)
         )
         t0 = time.perf_counter()
         result = track_everything(movie, model, window=args.window or None)
-        seconds = time.perf_counter() - t0
-        labels, ours = result.ctc()
-        f, n = divisions_found(ours, truth, labels, lambda t: truth_labels[t])
-        found, total = found + f, total + n
-        f2, n2 = divisions_found(ours, truth, labels, lambda t: truth_labels[t], both_seen=True)
-        seen_found, seen = seen_found + f2, seen + n2
-        reported += len(set(result.parents.values()))
+        rows = [(f"track_everything, built-in model, {_mode(args.window)}", result.ctc(), time.perf_counter() - t0)]
+        if args.baseline:
+            rows += baselines(movie)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            res = result.write_ctc(tmp / "RES")
             gt_labels, gt_tracks = ctc_tracks(truth_labels, {k: p for k, (_, _, p) in truth.items() if p})
             write_ctc(tmp / "GT" / "TRA", ((t, gt_labels[t]) for t in range(len(gt_labels))), gt_tracks)
             for p in (tmp / "GT" / "TRA").glob("mask*.tif"):
@@ -140,12 +166,24 @@ def synthetic(args) -> None:
             shutil.copytree(tmp / "GT" / "TRA", tmp / "GT" / "SEG")
             for p in (tmp / "GT" / "SEG").glob("man_track*.tif"):
                 p.rename(p.with_name("man_seg" + p.name[9:]))
-            scores = ctc_scores(res, tmp / "GT")
-        rows.append((seed, f, n, scores, seconds))
-        print(f"movie {seed}: divisions {f}/{n}, {scores}, {seconds:.0f} s", flush=True)
-    print(f"synthetic ({_mode(args.window)}): {found}/{total} divisions found with the right parent ({100 * found / max(total, 1):.0f}%); "
-          f"{seen_found}/{seen} of those whose two daughters are in the field ({100 * seen_found / max(seen, 1):.0f}%); "
-          f"{reported} divisions reported")
+            for k, (name, (labels, ours), secs) in enumerate(rows):
+                scores = ctc_scores(_write(labels, ours, tmp / f"{k}_RES"), tmp / "GT")
+                f, n = divisions_found(ours, truth, labels, lambda t: truth_labels[t])
+                f2, n2 = divisions_found(ours, truth, labels, lambda t: truth_labels[t], both_seen=True)
+                row = np.array([f, n, f2, n2, _reported(ours), scores["DET"], scores["SEG"], scores["TRA"]])
+                if name not in totals:
+                    names.append(name)
+                    totals[name] = np.zeros(8)
+                totals[name] += row
+                print(f"movie {seed}, {name}: divisions {f}/{n}, {scores}, {secs:.0f} s", flush=True)
+    print(f"synthetic, {args.movies} movies of {args.length} frames (DET/SEG/TRA: mean over movies)")
+    print("| tracker | divisions found, right parent | of those with both daughters in the field | reported | DET | SEG | TRA |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        f, n, f2, n2, rep, det, seg, tra = totals[name]
+        m = args.movies
+        print(f"| {name} | {f:.0f}/{n:.0f} ({100 * f / max(n, 1):.0f}%) | {f2:.0f}/{n2:.0f} ({100 * f2 / max(n2, 1):.0f}%) | "
+              f"{rep:.0f} | {det / m:.3f} | {seg / m:.3f} | {tra / m:.3f} |")
 
 
 def speed(args) -> None:
@@ -206,10 +244,12 @@ def main() -> None:
     g.add_argument("--detect-every", type=int, default=1)
     g.add_argument("--data", default=GOWT1)
     g.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
+    g.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     s = sub.add_parser("synthetic")
     s.add_argument("--movies", type=int, default=5)
     s.add_argument("--length", type=int, default=30)
     s.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
+    s.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     p = sub.add_parser("speed")
     p.add_argument("--frames", type=int, default=3)
     p.add_argument("--model", default=None, help="a preset (random weights); default the built-in model")

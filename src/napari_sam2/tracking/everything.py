@@ -7,6 +7,9 @@ tracker follows all of them, and on every frame:
   pinched at a dark waist, divides: it ends, and two daughter tracks begin with it as parent
   (forward in time only) - unless the mask held both blobs before or a part is as large as a
   whole object: then they are two objects, and the larger keeps the track (`_split_masks`);
+- masks are held to the frame's bright blobs (`blob_fit.py`): a mask that grew by more than
+  `division_growth` keeps only its own blobs (a leak onto a neighbour or the background), and a
+  mask that holds less than half of its blob (a dim nucleus's bright spot) takes the blob;
 - a new object next to a track whose area dropped by a quarter, the two holding about the
   track's former area, is the other half of a division (the track ends, its remaining mask
   and the new object become daughters);
@@ -32,6 +35,7 @@ from ..images.normalization import Normalization
 from ..modeling.sam2 import SAM2Model
 from ..progress import ProgressCallback, StopCheck
 from .detection import detect_new, foreground_blobs, split_at_waists
+from .blob_fit import fitted_to_blobs, split_lobes
 from .lineage import Lineage, blobs_held, box_of, largest_part, pasted, split_by_blobs, split_parts, touches
 
 
@@ -202,6 +206,8 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
                 else:
                     masks[track] = result.masks[i]
         blobs = foreground_blobs(rgb, min_area, split) if divisions or step % settings.detect_every == 0 else None
+        if blobs is not None:
+            masks = fitted_to_blobs(masks, before.masks, blobs, rgb.mean(axis=-1), (min_area, split), settings)
         if divisions:
             masks = _split_masks(tracker, frame, masks, lineage, blobs, rgb.mean(axis=-1), before, (min_area, split), settings)
         masks = {t: largest_part(m) for t, m in masks.items()}
@@ -301,7 +307,7 @@ def _split_masks(
         if not parts and mask.sum() <= settings.division_growth * before.areas.get(track, 0):
             parts = split_by_blobs(mask, blobs, gray, min_area, settings.division_share)
             held_before = bool(parts) and before.blobs is not None and len(blobs_held(before.masks[track], before.blobs, min_area)) >= 2
-            parts = parts or _split_lobes(mask, gray, split // 2, min_area, settings.division_share)
+            parts = parts or split_lobes(mask, gray, split // 2, min_area, settings.division_share)
         if not parts or lineage.first.get(track) == frame:
             out[track] = mask
             continue
@@ -315,15 +321,6 @@ def _split_masks(
             tracker.add_mask(frame, new, part)
             out[new] = part
     return out
-
-
-def _split_lobes(mask: np.ndarray, gray: np.ndarray, split: int, min_area: int, share: float) -> list[np.ndarray]:
-    """The two lobes of a mask pinched at a dark waist (small daughters that one blob holds)."""
-    where = box_of(mask, margin=2)
-    if where is None:
-        return []
-    m = mask[where]
-    return [pasted(half, where, mask.shape) for half in split_by_blobs(m, split_at_waists(m, split), gray[where], min_area, share)]
 
 
 def _dividing_neighbour(
