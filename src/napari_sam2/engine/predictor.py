@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..images.model_input import prepare_image, to_model_input
 from ..images.normalization import Normalization
-from ..modeling.mask_decoder import stability_score
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..modeling.two_way_transformer import ImageProjections
@@ -23,8 +21,16 @@ from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
+from .prompt_checks import (
+    PromptError,
+    check_labels,
+    check_one_box,
+    check_points,
+    clip_boxes,
+    outside,
+)
 from .quantize import model_for_precision
+from .upscale import upscaled_masks
 from .zoom import Window, check_window, in_window, paste_masks, prompt_extent, zoom_window
 
 STABILITY_OFFSET = 1.0
@@ -382,12 +388,8 @@ class ImagePredictor:
     def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary masks at the image size and their stability, one prompt set at a time
         (bounded memory for large images)."""
-        masks, stability = [], []
-        for logits in low_res:
-            full = F.interpolate(logits[None], size=hw, mode="bilinear", align_corners=False)[0]
-            masks.append(full > self.mask_threshold)
-            stability.append(stability_score(full, self.mask_threshold, STABILITY_OFFSET))
-        return torch.stack(masks), torch.stack(stability)
+        parts = [upscaled_masks(logits, hw, self.mask_threshold, STABILITY_OFFSET) for logits in low_res]
+        return torch.stack([m for m, _ in parts]), torch.stack([s for _, s in parts])
 
 
 def _squeeze_batch(p: Prediction) -> Prediction:
