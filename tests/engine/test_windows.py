@@ -109,3 +109,21 @@ def test_bad_window_is_refused(present_model):
         StackTracker(present_model, np.zeros((3, 32, 32)), window=100)
     with pytest.raises(ValueError, match="input size"):
         StackTracker(present_model, np.zeros((3, 32, 32)), window=512)
+
+
+def test_an_object_that_outgrows_its_window_keeps_being_tracked():
+    """A nucleus tracked in windows that grows beyond the largest window (or is lost) is read
+    from its windowed memories over the whole frame, both ways through a stack."""
+    model = load_model()
+    yy, xx = np.mgrid[:128, :128]
+    movie = np.full((12, 128, 128), 10.0, np.float32)
+    for z in range(12):
+        radius = 8 if z < 6 else 40  # 64 model pixels, then 320: more than the largest window
+        movie[z][(yy - 64) ** 2 + (xx - 64) ** 2 < radius**2] = 200.0
+    t = StackTracker(model, movie, window=128)
+    t.add_points(2, 1, [[64, 64]])
+    results = {r.frame: r for r in t.propagate("both")}
+    assert sorted(results) == list(range(12))
+    states = t._objects[1].tracked
+    assert any(s.window is not None and s.window.side < s.window.grid for s in states.values())  # small: windows
+    assert results[11].masks[0][64, 64]  # still tracked once large

@@ -126,15 +126,17 @@ def condition_in_windows(
 
 def window_for(obj: TrackedObject, frame: int, reverse: bool, max_side: int, grid: int) -> GridWindow | None:
     """The window to track `obj` in on `frame` (around its mask on the frame before), or None
-    for the whole frame (object too large, or not seen on the frame before)."""
+    for the whole frame (object too large, or not seen on the frame before). An object with
+    memories written in windows is tracked in a window as large as the frame instead of None:
+    only the windows path reads memories of different extents."""
     state = obj.cond.get(frame + (1 if reverse else -1)) or obj.tracked.get(frame + (1 if reverse else -1))
-    if state is None:
-        return None
-    window = window_around(state.low_res, max_side, grid)
+    window = None if state is None else window_around(state.low_res, max_side, grid)
     if window is not None and window.side >= grid:
-        return None  # as large as the frame: the whole-frame path is the same and simpler
-    if window is None and state.window is not None and float(state.score.reshape(-1)[0]) <= 0:
+        window = None  # as large as the frame
+    elif window is None and state is not None and state.window is not None and float(state.score.reshape(-1)[0]) <= 0:
         return state.window  # absent for a frame: look for it where it was
+    if window is None and any(s.window is not None for s in (*obj.cond.values(), *obj.tracked.values())):
+        return GridWindow(0, 0, grid, grid)
     return window
 
 
