@@ -18,7 +18,7 @@ ALLOWED = {
     "engine": {"modeling", "images", "progress"},
     "prompt_file": {"engine"},
     "api": {"engine", "images", "checkpoints", "modeling", "prompt_file", "progress"},
-    "training": {"engine", "images", "modeling", "synthetic", "progress"},
+    "training": {"engine", "images", "modeling", "synthetic", "progress", "tracking"},
     "demo": {"engine", "checkpoints", "images", "synthetic", "training"},
     "batch": {"api", "engine", "images", "checkpoints", "prompt_file", "progress"},
     "tracking": {"engine", "images", "checkpoints", "modeling", "progress"},

@@ -58,6 +58,20 @@ def test_classical_baselines_find_bright_and_dark_objects():
     assert otsu_click(bright, np.array([20.0, 20.0])).sum() == ((truth == 1) | (truth == 2)).sum()
 
 
+def test_classical_stack_baseline_scores_each_nucleus_by_its_track():
+    from napari_sam2.training.real_eval import classical_stack_iou
+
+    zz, yy, xx = np.mgrid[:12, :64, :64]
+    labels = np.zeros((12, 64, 64), np.uint32)
+    labels[((zz - 4) / 3) ** 2 + ((yy - 20) / 9) ** 2 + ((xx - 20) / 9) ** 2 < 1] = 1  # slices 2-6
+    labels[((zz - 8) / 3) ** 2 + ((yy - 44) / 9) ** 2 + ((xx - 40) / 9) ** 2 < 1] = 2  # slices 6-10
+    stack = np.where(labels > 0, 200.0, 20.0)
+    result = classical_stack_iou(stack, labels)
+    assert result["n_objects"] == 2 and result["mean_iou_3d"] > 0.8, result
+    half = np.where(labels == 1, 200.0, 20.0)  # the second nucleus not seen: IoU 0 for it
+    assert classical_stack_iou(half, labels)["mean_iou_3d"] < 0.55
+
+
 def test_dataset_loader_reads_the_shared_layout_and_augments_inside_the_image():
     needs_shared()
     fluorescence = LabelledDataset(DSB / "val", ["fluorescence"])
