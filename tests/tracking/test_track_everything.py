@@ -286,7 +286,7 @@ def test_dock_tracks_everything_into_labels_and_a_tracks_layer_with_the_division
 # ------------------------------------------------------------------ the command line
 
 
-def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys):
+def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch):
     import tifffile
 
     from napari_sam2.cli import main
@@ -322,6 +322,11 @@ def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys):
     assert "multiple of 16" in err and len(err.splitlines()) == 1
     assert main(["track", str(frames), "--ctc", str(tmp_path / "whole"), "--window", "0"]) == 0  # whole frames
     assert (tmp_path / "whole" / "mask002.tif").exists()
+    seen = []
+    monkeypatch.setattr("napari_sam2.tracking.everything.fitted_to_blobs", lambda masks, *a: seen.append(1) or masks)
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "plain"), "--no-blob-fit"]) == 0
+    assert not seen and (tmp_path / "plain" / "mask002.tif").exists()  # masks as the model made them
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "fitted")]) == 0 and len(seen) == 3
 
 
 def test_cli_track_refuses_an_existing_label_movie_before_any_work(tmp_path, capsys):

@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--min-area", type=at_least(1), default=None, metavar="PIXELS",
                    help="smallest cell (default: a fifth of the first frame's median blob)")
     p.add_argument("--no-divisions", dest="divisions", action="store_false", help="never split a track into daughters")
+    p.add_argument("--no-blob-fit", dest="fit_to_blobs", action="store_false",
+                   help="keep the model's masks as they are (default: held to the frame's bright blobs)")
     p.add_argument("--window", type=int, default=None, metavar="PIXELS",
                    help="largest window, in model-input pixels, to track each cell in around it "
                         "(a multiple of 16; default 256; 0: whole frames)")
@@ -70,7 +72,8 @@ def _track(args) -> int:
         output_path(Path(args.labels), args.overwrite, movie_files(args.frames))
     frames = read_frames(args.frames)
     choices = dict(
-        direction=args.direction, detect_every=args.detect_every, min_area=args.min_area, divisions=args.divisions
+        direction=args.direction, detect_every=args.detect_every, min_area=args.min_area, divisions=args.divisions,
+        fit_to_blobs=args.fit_to_blobs,
     )
     if args.window is not None:
         choices["window"] = args.window or None

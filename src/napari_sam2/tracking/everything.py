@@ -47,6 +47,7 @@ class Settings:
     detect_every: int = 1  # look for new objects every this many frames (1: every frame)
     min_area: int | None = None  # pixels; None: a fifth of the first frame's median blob
     divisions: bool = True  # look for divisions (forward only: backward they would be merges)
+    fit_to_blobs: bool = True  # hold masks to the frame's bright blobs (blob_fit.py)
     division_share: float = 0.25  # the smaller daughter holds at least this share of the two
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
     division_growth: float = 1.3  # a mask covering two blobs divides only if it grew less than this
@@ -205,8 +206,9 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
                     gone.append(track)
                 else:
                     masks[track] = result.masks[i]
-        blobs = foreground_blobs(rgb, min_area, split) if divisions or step % settings.detect_every == 0 else None
-        if blobs is not None:
+        wanted = divisions or settings.fit_to_blobs or step % settings.detect_every == 0
+        blobs = foreground_blobs(rgb, min_area, split) if wanted else None
+        if settings.fit_to_blobs:
             masks = fitted_to_blobs(masks, before.masks, blobs, rgb.mean(axis=-1), (min_area, split), settings)
         if divisions:
             masks = _split_masks(tracker, frame, masks, lineage, blobs, rgb.mean(axis=-1), before, (min_area, split), settings)
