@@ -260,6 +260,8 @@ def test_bad_settings():
 
 
 def test_dock_tracks_everything_into_labels_and_a_tracks_layer_with_the_division(make_napari_viewer, qtbot, builtin):
+    from qtpy.QtCore import Qt
+
     from napari_sam2._widgets._main import SAM2Widget
     from napari_sam2._widgets._track_everything_panel import LABELS_NAME, TRACKS_NAME
 
@@ -281,6 +283,9 @@ def test_dock_tracks_everything_into_labels_and_a_tracks_layer_with_the_division
     assert {d: tracks.graph[d] for d in daughters} == {d: [mother] for d in daughters}
     assert set(np.unique(tracks.data[:, 0]).astype(int)) == set(np.unique(labels[labels > 0]).tolist())
     assert "1 division(s) on 5 frame(s)" in panel.status.text()
+    assert panel.settings().fit_to_blobs
+    qtbot.keyClick(panel.blob_fit, Qt.Key_Space)  # a real key press on the check box
+    assert not panel.blob_fit.isChecked() and not panel.settings().fit_to_blobs
 
 
 # ------------------------------------------------------------------ the command line

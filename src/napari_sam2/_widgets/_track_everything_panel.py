@@ -62,6 +62,11 @@ class TrackEverythingPanel(QWidget):
         self.divisions = QCheckBox("Find divisions")
         self.divisions.setChecked(True)
         self.divisions.setToolTip("A cell that splits in two ends; two daughter tracks begin with it as parent.")
+        self.blob_fit = QCheckBox("Hold masks to bright blobs")
+        self.blob_fit.setChecked(True)
+        self.blob_fit.setToolTip(
+            "A mask that leaks onto a neighbour gives it back, and a dim nucleus's mask takes its whole blob."
+        )
         self.button = QPushButton("Track everything")
         self.button.clicked.connect(self.run)
         self.job = JobPanel(unit="frames")
@@ -71,6 +76,7 @@ class TrackEverythingPanel(QWidget):
         form.addRow("Direction", self.direction)
         form.addRow("Detect new cells every", self.detect_every)
         form.addRow("", self.divisions)
+        form.addRow("", self.blob_fit)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.button)
@@ -87,6 +93,7 @@ class TrackEverythingPanel(QWidget):
             direction=self.direction.currentData(),
             detect_every=self.detect_every.value(),
             divisions=self.divisions.isChecked(),
+            fit_to_blobs=self.blob_fit.isChecked(),
         )
 
     def _enable(self) -> None:
