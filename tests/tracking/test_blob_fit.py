@@ -4,11 +4,14 @@ and the classical tracker the benchmarks measure against."""
 from __future__ import annotations
 
 import numpy as np
-
 from scipy import ndimage
 
 from napari_sam2.tracking.blob_fit import fitted_to_blobs, given_back, split_lobes
-from napari_sam2.tracking.classical import classical_segmentation, classical_tracking, link_by_overlap
+from napari_sam2.tracking.classical import (
+    classical_segmentation,
+    classical_tracking,
+    link_by_overlap,
+)
 from napari_sam2.tracking.everything import Settings
 
 

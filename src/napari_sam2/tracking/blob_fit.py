@@ -9,13 +9,16 @@ mother's daughters) less than half as much as the other tracks fill theirs takes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from .detection import split_at_waists
 from .lineage import blobs_held, box_of, pasted, split_by_blobs
+
+if TYPE_CHECKING:
+    from .everything import Settings
 
 
 def fitted_to_blobs(
@@ -24,7 +27,7 @@ def fitted_to_blobs(
     blobs: np.ndarray,
     gray: np.ndarray,
     sizes: tuple[int, int],
-    settings: Any,
+    settings: Settings,
 ) -> dict[int, np.ndarray]:
     """Each track's mask (track -> bool mask) held to the blobs, given each track's mask on the
     frame before and the frame's (min_area, blob split distance). A mask larger than
@@ -40,7 +43,8 @@ def fitted_to_blobs(
         touched, main[track] = _blobs_under(mask, blobs)
         for b in touched:
             owners.setdefault(b, set()).add(track)
-    usual = float(np.median([n / areas[b] for b, n in main.values() if b])) if main else 0.0
+    fills = [n / areas[b] for b, n in main.values() if b]
+    usual = float(np.median(fills)) if fills else 0.0
     out = {}
     for track, mask in masks.items():
         last = before.get(track)

@@ -7,7 +7,8 @@ with the same Cell Tracking Challenge metrics beside `track_everything`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
