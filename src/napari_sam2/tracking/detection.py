@@ -29,10 +29,11 @@ class Detection:
     score: float  # the model's predicted IoU
 
 
-def foreground_blobs(rgb: np.ndarray, min_area: int, split_distance: int) -> np.ndarray:
-    """Labels of bright blobs (smoothed triangle-threshold foreground), touching blobs split at
-    their waists. Smoothing grows with the frame (sigma 2 px up to 512 px, 4 px at 1024 px)."""
-    gray = rgb.mean(axis=-1) if rgb.ndim == 3 else rgb
+def foreground_blobs(image: np.ndarray, min_area: int, split_distance: int) -> np.ndarray:
+    """Labels of bright blobs (smoothed triangle-threshold foreground) of a gray or RGB image,
+    touching blobs split at their waists. Smoothing grows with the frame (sigma 2 px up to
+    512 px, 4 px at 1024 px)."""
+    gray = image.mean(axis=-1) if image.ndim == 3 else image
     gray = gaussian(gray, sigma=max(2.0, min(gray.shape) / 256), preserve_range=True)
     if gray.max() <= gray.min():
         return np.zeros(gray.shape, np.int32)
