@@ -21,14 +21,7 @@ from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
-from .prompt_checks import (
-    PromptError,
-    check_labels,
-    check_one_box,
-    check_points,
-    clip_boxes,
-    outside,
-)
+from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
 from .quantize import model_for_precision
 from .upscale import upscaled_masks
 from .zoom import Window, check_window, in_window, paste_masks, prompt_extent, zoom_window

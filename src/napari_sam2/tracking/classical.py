@@ -7,30 +7,20 @@ with the same Cell Tracking Challenge metrics beside `track_everything`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
-from skimage.filters import gaussian, threshold_otsu, threshold_triangle
 
-from .detection import split_at_waists
-
-THRESHOLDS: dict[str, Callable[[np.ndarray], float]] = {"otsu": threshold_otsu, "triangle": threshold_triangle}
+from .detection import bright_foreground, split_at_waists
 
 
 def classical_segmentation(frame: np.ndarray, threshold: str = "otsu", min_area: int | None = None) -> np.ndarray:
-    """Labels of one frame: smoothed (sigma 2 px up to 512 px, 4 px at 1024 px), thresholded
-    (`otsu` or `triangle`), holes filled, touching objects split by a distance-transform
-    watershed with seeds 0.8 median radii apart, objects under `min_area` (default a fifth of
-    the median) dropped."""
-    gray = np.asarray(frame, np.float64)
-    gray = gray.mean(-1) if gray.ndim == 3 else gray
-    gray = gaussian(gray, sigma=max(2.0, min(gray.shape) / 256), preserve_range=True)
-    if gray.max() <= gray.min():
-        return np.zeros(gray.shape, np.int32)
-    fg = ndimage.binary_fill_holes(ndimage.binary_opening(gray > THRESHOLDS[threshold](gray), iterations=2))
+    """Labels of one frame: its `bright_foreground` (`otsu` or `triangle` threshold), touching
+    objects split by a distance-transform watershed with seeds 0.8 median radii apart, objects
+    under `min_area` (default a fifth of the median) dropped."""
+    fg = bright_foreground(np.asarray(frame, np.float64), threshold)
     parts, n = ndimage.label(fg)
     areas = np.bincount(parts.ravel())[1:]
     median = float(np.median(areas)) if n else 0.0

@@ -9,7 +9,8 @@ tracker follows all of them, and on every frame:
   whole object: then they are two objects, and the larger keeps the track (`_split_masks`);
 - masks are held to the frame's bright blobs (`blob_fit.py`): a mask that grew by more than
   `division_growth` keeps only its own blobs (a leak onto a neighbour or the background), and a
-  mask that holds less than half of its blob (a dim nucleus's bright spot) takes the blob;
+  mask that fills its blob far less than the other tracks fill theirs (a dim nucleus's bright
+  spot) takes the blob;
 - a new object next to a track whose area dropped by a quarter, the two holding about the
   track's former area, is the other half of a division (the track ends, its remaining mask
   and the new object become daughters);
@@ -34,9 +35,9 @@ from ..images.io import write_labels
 from ..images.normalization import Normalization
 from ..modeling.sam2 import SAM2Model
 from ..progress import ProgressCallback, StopCheck
-from .detection import detect_new, foreground_blobs, split_at_waists
 from .blob_fit import fitted_to_blobs, split_lobes
-from .lineage import Lineage, blobs_held, box_of, largest_part, pasted, split_by_blobs, split_parts, touches
+from .detection import detect_new, foreground_blobs
+from .lineage import Lineage, blobs_held, largest_part, split_by_blobs, split_parts, touches
 
 
 @dataclass(frozen=True)
