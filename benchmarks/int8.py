@@ -18,66 +18,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from common import ROOT, have_oracle, machine_line, print_table, time_interleaved
 
 from napari_sam2 import build_model
 from napari_sam2.engine.precision import compute_precision, resolve_precision
-from napari_sam2.engine.predictor import ImagePredictor
 from napari_sam2.engine.quantize import int8_model
-
-MEDIAN_RULE, P5_RULE = 0.97, 0.9
-
-
-def load_images(folder: Path, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    import tifffile
-    from PIL import Image
-
-    index = sorted((folder / "images").glob("*.png"))[:count]
-    return [(np.asarray(Image.open(p)), tifffile.imread(folder / "labels" / f"{p.stem}.tif")) for p in index]
-
-
-def clicks(labels: np.ndarray, count: int, rng: np.random.Generator) -> list[tuple[float, float]]:
-    """(x, y) of a pixel near the centre of up to `count` random nuclei."""
-    ids = [i for i in np.unique(labels) if i]
-    out = []
-    for obj in rng.permutation(ids)[:count]:
-        rows, cols = np.nonzero(labels == obj)
-        k = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)  # a pixel of the object
-        out.append((float(cols[k]), float(rows[k])))
-    return out
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def accuracy(model, images, n_clicks: int, precisions: list[str]) -> dict[str, list[float]]:
-    predictors = {p: ImagePredictor(model, precision=p) for p in ["fp32", *precisions]}
-    rng = np.random.default_rng(0)
-    ious: dict[str, list[float]] = {p: [] for p in precisions}
-    for image, labels in images:
-        for p in predictors.values():
-            p.set_image(image)
-        for x, y in clicks(labels, n_clicks, rng):
-            ref = predictors["fp32"].predict([[x, y]])
-            ref_mask = ref.masks[ref.best]
-            if not ref_mask.any() or ref_mask.mean() > 0.5:
-                continue
-            for name in precisions:
-                got = predictors[name].predict([[x, y]])
-                ious[name].append(iou(got.masks[got.best], ref_mask))
-    return ious
-
-
-def summary(values: list[float]) -> tuple[int, float, float, float, str]:
-    v = np.asarray(values)
-    if not len(v):
-        return 0, float("nan"), float("nan"), float("nan"), "no clicks"
-    p5, med = float(np.percentile(v, 5)), float(np.median(v))
-    return len(v), float(v.min()), p5, med, "yes" if med >= MEDIAN_RULE and p5 >= P5_RULE else "no"
+from napari_sam2.training.int8_agreement import MEDIAN_RULE, P5_RULE, mask_agreement
+from napari_sam2.training.real_eval import load_samples
 
 
 def best_times(calls: dict, repeats: int, clock) -> dict[str, float]:
@@ -113,12 +61,10 @@ def speed(name: str, size: int, repeats: int, clock=None) -> list[object]:
 
     calls["bf16"] = lambda: run(ours, bf16)
     calls["int8"] = lambda: run(quantized, int8)
-    calls["int8, rest fp32"] = lambda: run(quantized, torch.float32)
     with torch.inference_mode():
         best = time_interleaved(calls, repeats) if clock is None else best_times(calls, repeats, clock)
     ref = best.get("official", float("nan"))
-    return [name, ref, best["bf16"], best["int8"], best["int8, rest fp32"],
-            best["bf16"] / ref, best["int8"] / ref, best["int8, rest fp32"] / ref]
+    return [name, ref, best["bf16"], best["int8"], best["bf16"] / ref, best["int8"] / ref]
 
 
 def main() -> None:
@@ -143,14 +89,13 @@ def main() -> None:
         rows = [speed(name, args.size, args.repeats, clock) for name in args.variants]
         print_table(
             f"Embedding {'CPU ' if args.cpu_time else ''}seconds at {args.size} px (best of {args.repeats}, interleaved)",
-            ["variant", "official fp32", "ours bf16", "ours int8", "ours int8, rest fp32",
-             "bf16 / official", "int8 / official", "int8 rest fp32 / official"],
+            ["variant", "official fp32", "ours bf16", "ours int8", "bf16 / official", "int8 / official"],
             rows,
         )
     if not args.skip_accuracy:
         if not args.data.is_dir():
             raise SystemExit(f"no validation images at {args.data}: pass --data")
-        images = load_images(args.data, args.images)
+        images = load_samples(args.data, limit=args.images)
         models = {}
         for name in [] if args.built_in_only else args.variants:
             torch.manual_seed(0)
@@ -162,9 +107,9 @@ def main() -> None:
             models[f"{SHIPPED_MODEL} (built-in)"] = load_model(SHIPPED_MODEL, device="cpu")
         rows = []
         for label, model in models.items():
-            result = accuracy(model, images, args.clicks, ["bf16", "int8"])
-            for precision, values in result.items():
-                rows.append([label, precision, *summary(values)])
+            for precision, s in mask_agreement(model, images, ("bf16", "int8"), args.clicks).items():
+                figures = [s.get(k, float("nan")) for k in ("min", "p5", "median")]
+                rows.append([label, precision, s["clicks"], *figures, "yes" if s["within_rule"] else "no"])
                 print(rows[-1], flush=True)
         print_table(
             f"Mask IoU against fp32, {len(images)} DSB 2018 validation images, up to {args.clicks} clicks each",

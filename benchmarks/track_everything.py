@@ -208,13 +208,13 @@ def speed(args) -> None:
     for disc in discs:
         movie[:, disc] += 800
     name = args.model or "built-in"
-    print(f"{name}, {size} px frames, discs of radius {radius} px, {args.frames} timed frames")
+    print(f"{name}, {size} px frames, discs of radius {radius} px, {args.frames} timed frames, precision {args.precision}")
     print("| objects | " + " | ".join(f"{_mode(w)} s/frame | ratio to 1 object" for w in args.window) + " |")
     base: dict[int, float] = {}
     for n in args.objects:
         cells = []
         for window in args.window:
-            tracker = StackTracker(model, movie, window=window or None, ending=None)  # random weights: never end
+            tracker = StackTracker(model, movie, window=window or None, ending=None, precision=args.precision)  # never end
             for frame in range(7):
                 for i in range(n):
                     tracker.add_mask(frame, i + 1, discs[i])
@@ -257,6 +257,7 @@ def main() -> None:
     p.add_argument("--radius", type=int, default=0, help="disc radius in pixels (default 15 per 512)")
     p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 100])
     p.add_argument("--window", type=int, nargs="+", default=[0, 256], help="0: whole frames")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
     args = parser.parse_args()
     {"gowt1": gowt1, "synthetic": synthetic, "speed": speed}[args.what](args)
 

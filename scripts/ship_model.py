@@ -2,7 +2,7 @@
 
 `python scripts/ship_model.py RUN_DIR --command "napari-sam2 train ..." [--calibrate VAL_DIR]
 [--shared SHARED_DATA]`: chooses segment-everything's filters on VAL_DIR (a labelled validation
-folder, e.g. DSB 2018 val), then measures the model with those filters on the real sets of
+folder, e.g. DSB 2018 val) and checks int8's masks against fp32 there, then measures the model with those filters on the real sets of
 SHARED_DATA and on the synthetic held-out report (docs/shipped_model.md), then writes
 src/napari_sam2/weights/napari_sam2_micro.pt (the run's best.pt, official format) and .json (how
 it was trained, the filters and every figure). Without --shared, RUN_DIR/real_eval.json is copied.
@@ -21,6 +21,7 @@ import torch
 from napari_sam2 import load_model
 from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
 from napari_sam2.training.evaluate import full_report
+from napari_sam2.training.int8_agreement import mask_agreement
 from napari_sam2.training.real_eval import calibrate_filters, load_samples, shared_report
 
 PRED_IOU = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -53,6 +54,8 @@ def main() -> None:
             **filters, "chosen_on": f"{len(samples)} images of {args.calibrate.name}", "grid": table,
         }
         model.segment_everything_defaults = filters  # every figure below uses the chosen filters
+        int8 = mask_agreement(model, samples[:16], ("int8",))["int8"]  # lets 'auto' pick int8
+        metadata["int8"] = {**int8, "measured_on": f"{min(len(samples), 16)} images of {args.calibrate.name}"}
     if not args.skip_report:
         start = time.perf_counter()
         metadata.update(metrics=full_report(model), metrics_seconds=round(time.perf_counter() - start, 1))

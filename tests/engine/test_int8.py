@@ -1,20 +1,23 @@
-"""The int8 path: which layers are quantised, the user's model untouched, masks close to fp32
-(on real nuclei with the built-in model), tracking in int8, and its own cache entries."""
+"""The int8 path: which layers are quantised, the user's model untouched, each layer close to
+fp32, masks close to fp32 (on real nuclei with the built-in model), tracking in int8, its own
+cache entries, and `auto` choosing it only for models measured within the rule."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from napari_sam2 import build_model
 from napari_sam2.engine.embedding_store import EmbeddingStore
-from napari_sam2.engine.precision import INT8, resolve_precision
+from napari_sam2.engine.precision import INT8, cpu_has_vnni, int8_kernels_available, resolve_precision
 from napari_sam2.engine.predictor import ImagePredictor
-from napari_sam2.engine.quantize import Int8Linear, int8_model, source_model
+from napari_sam2.engine.quantize import Int8Linear, int8_model, quantize_activations, source_model
 from napari_sam2.engine.tracker import StackTracker
 
 DSB_VAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "dsb2018" / "val"
@@ -43,6 +46,47 @@ def test_encoder_and_memory_attention_are_int8_the_rest_and_the_users_model_are_
     assert linears(model.image_encoder)[1] == 0  # the user's model is unchanged
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert int8_model(model) is q and source_model(q) is model
+
+
+def test_an_int8_layer_follows_fp32_and_its_fused_gelu_is_exact():
+    torch.manual_seed(0)
+    linear, x = nn.Linear(192, 768), torch.randn(500, 192) * 3
+    with torch.no_grad():
+        ref = linear(x)
+        plain, fused = Int8Linear(linear)(x), Int8Linear(linear, gelu=True)(x)
+    assert plain.dtype == torch.float32 and 0 < float((plain - ref).norm() / ref.norm()) < 0.03
+    assert torch.allclose(fused, F.gelu(plain), atol=1e-5)  # the exact (erf) GELU, in the kernel
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        assert Int8Linear(linear)(x).dtype == torch.bfloat16  # the surrounding compute dtype
+        assert Int8Linear(linear, float_out=True)(x).dtype == torch.float32
+
+
+def test_activation_quantisation_without_quantized_tensors(monkeypatch):
+    x = torch.randn(300, 64) * 5 + 1
+    fused, scale, zero = quantize_activations(x, 255)
+    monkeypatch.delattr(torch, "quantize_per_tensor")  # deprecated upstream: the fallback takes over
+    plain, scale2, zero2 = quantize_activations(x, 255)
+    assert (scale, zero) == (scale2, zero2) and fused.dtype == plain.dtype == torch.uint8
+    assert (fused.int() - plain.int()).abs().max() <= 1
+    restored = (plain.float() - zero) * scale
+    assert (restored - x).abs().max() <= scale  # within one step of the range
+
+
+def test_auto_picks_int8_only_for_a_model_measured_within_the_rule(tmp_path):
+    from napari_sam2 import load_model
+
+    cpu = torch.device("cpu")
+    plain = build_model("sam2.1_hiera_tiny", image_size=256, device="cpu")
+    assert resolve_precision("auto", cpu, plain) != INT8
+    path = tmp_path / "tuned.pt"
+    torch.save({"model": plain.state_dict()}, path)
+    for within, expected in ((False, False), (True, True)):
+        path.with_suffix(".json").write_text(json.dumps({"image_size": 256, "int8": {"within_rule": within}}))
+        model = load_model(path, device="cpu")
+        assert getattr(model, "int8_within_rule", False) is expected
+        picked = resolve_precision("auto", cpu, model)
+        assert (picked == INT8) == (expected and cpu_has_vnni() and int8_kernels_available())
+        assert resolve_precision("bf16", cpu, model) == torch.bfloat16  # an explicit choice stands
 
 
 def test_int8_is_cpu_only():

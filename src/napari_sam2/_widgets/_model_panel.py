@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -24,6 +23,7 @@ from ..checkpoints.download import ensure_checkpoint
 from ..checkpoints.loading import build_model, default_model, load_model
 from ..checkpoints.registry import OFFICIAL_CHECKPOINTS
 from ..checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
+from ..engine.embedding_store import precision_name
 from ..engine.precision import resolve_precision
 from . import _bind, _notify, _settings
 from ._choice_box import choice_box
@@ -36,7 +36,6 @@ TEST_PRESET = "sam2.1_hiera_test"
 TRAINED_PREFIX = "trained:"  # + the checkpoint of a model fine-tuned in the dock
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _SIZES = {"tiny": "tiny", "small": "small", "base_plus": "base+", "large": "large"}
 
 
@@ -213,8 +212,8 @@ class ModelPanel(QWidget):
         model = self.session.model
         text = "auto"
         if model is not None:
-            dtype = resolve_precision("auto", model.device)
-            text = f"auto ({DTYPE_NAMES.get(dtype, str(dtype))})"
+            dtype = resolve_precision("auto", model.device, model)
+            text = f"auto ({precision_name(dtype)})"
         self.precision.setItemText(self.precision.findData("auto"), text)
 
     def _on_preset(self, *_: Any) -> None:

@@ -84,7 +84,7 @@ class ImagePredictor:
     ) -> None:
         self.model = model.eval()
         self.device = model.device
-        self.dtype = resolve_precision(precision, self.device)
+        self.dtype = resolve_precision(precision, self.device, model)
         self.mask_threshold = mask_threshold
         self.max_hole_area = max_hole_area
         self.max_sprinkle_area = max_sprinkle_area

@@ -92,7 +92,7 @@ class StackTracker:
             compile_model(model)
         self.model = model.eval()
         self.device = model.device
-        self.dtype = resolve_precision(precision, self.device)
+        self.dtype = resolve_precision(precision, self.device, model)
         self.model = model_for_precision(self.model, self.dtype)  # int8: a quantised copy
         self.frames = frames if isinstance(frames, FrameSource) else FrameSource(
             frames, axis=axis, normalization=normalization, channels=channels, channel_axis=channel_axis

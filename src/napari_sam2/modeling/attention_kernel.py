@@ -2,7 +2,9 @@
 
 PyTorch's fused CPU kernel runs no faster in bf16 than in fp32, while bf16 matrix products run
 about twice as fast on CPUs with bf16 instructions; so bf16 attention on a CPU, outside
-training, is computed as matrix products over blocks of queries (memory stays bounded).
+training, is computed as batched matrix products over blocks of queries (memory stays bounded).
+Measured in bf16 on an AVX512-BF16 CPU: 2-4x faster than the fused kernel for Hiera's 8x8 and
+14x14 windows, its global attention and memory attention; as fast for a handful of tokens.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 QUERY_BLOCK = 256  # queries per block: scores of 256 x 28k keys in bf16 are 14 MB per head
-MIN_TOKENS = 1024  # with fewer queries or keys the fused kernel is as fast
+MIN_TOKENS = 16  # with fewer queries or keys the fused kernel is as fast
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
@@ -32,11 +34,12 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, dropout_p: float) -> bool:
 
 
 def _blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    k, v = k.to(q.dtype), v.to(q.dtype)
-    keys_t = k.transpose(-1, -2)
-    scale = q.shape[-1] ** -0.5
-    out = q.new_empty(q.shape[:-1] + (v.shape[-1],))
-    for start in range(0, q.shape[-2], QUERY_BLOCK):
-        scores = torch.matmul(q[..., start : start + QUERY_BLOCK, :] * scale, keys_t)
-        out[..., start : start + QUERY_BLOCK, :] = torch.matmul(torch.softmax(scores, dim=-1), v)
-    return out
+    *batch, n, d = q.shape
+    queries = (q * d**-0.5).reshape(-1, n, d)  # batched 3-D products: no per-block key copies
+    keys_t = k.to(q.dtype).reshape(-1, k.shape[-2], d).transpose(1, 2)
+    values = v.to(q.dtype).reshape(-1, *v.shape[-2:])
+    out = q.new_empty(queries.shape[0], n, values.shape[-1])
+    for start in range(0, n, QUERY_BLOCK):
+        scores = torch.bmm(queries[:, start : start + QUERY_BLOCK], keys_t)
+        torch.bmm(torch.softmax(scores, dim=-1), values, out=out[:, start : start + QUERY_BLOCK])
+    return out.reshape(*batch, n, values.shape[-1])
