@@ -97,7 +97,7 @@ def gowt1(args) -> None:
     movie = frames if n == len(frames) else np.stack([frames[t] for t in range(n)])
     model = load_model()
     t0 = time.perf_counter()
-    result = track_everything(movie, model, detect_every=args.detect_every, window=args.window or None)
+    result = track_everything(movie, model, detect_every=args.detect_every, window=args.window or None, precision=args.precision)
     seconds = time.perf_counter() - t0
     rows = [(f"track_everything, built-in model, {_mode(args.window)}", result.ctc(), seconds)]
     if args.baseline:
@@ -152,7 +152,7 @@ def synthetic(args) -> None:
             n_frames=args.length, shape=(256, 256), n_cells=12, seed=seed, motion=Motion(division_rate=0.03)
         )
         t0 = time.perf_counter()
-        result = track_everything(movie, model, window=args.window or None)
+        result = track_everything(movie, model, window=args.window or None, precision=args.precision)
         rows = [(f"track_everything, built-in model, {_mode(args.window)}", result.ctc(), time.perf_counter() - t0)]
         if args.baseline:
             rows += baselines(movie)
@@ -245,11 +245,13 @@ def main() -> None:
     g.add_argument("--data", default=GOWT1)
     g.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     g.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
+    g.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
     s = sub.add_parser("synthetic")
     s.add_argument("--movies", type=int, default=5)
     s.add_argument("--length", type=int, default=30)
     s.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     s.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
+    s.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
     p = sub.add_parser("speed")
     p.add_argument("--frames", type=int, default=3)
     p.add_argument("--model", default=None, help="a preset (random weights); default the built-in model")

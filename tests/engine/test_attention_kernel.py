@@ -50,11 +50,13 @@ def test_blocked_attention_matches_fused_kernel(blocked_calls):
     assert error(ours) < 0.01 and error(ours) < 2.5 * error(fused)
 
 
-def test_windows_take_the_blocked_path_with_the_fused_kernels_result(blocked_calls):
+def test_the_image_encoders_windows_take_the_blocked_path_with_the_fused_kernels_result(blocked_calls):
+    from napari_sam2.modeling.hiera import WINDOW_MIN_TOKENS
+
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(25, 4, 196, 32, generator=g).to(torch.bfloat16) for _ in range(3))  # 14x14 windows
     with torch.no_grad():
-        ours = attention_kernel.attention(q, k, v)
+        ours = attention_kernel.attention(q, k, v, min_tokens=WINDOW_MIN_TOKENS)
     exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
     assert blocked_calls == [(196, 196)] and ours.shape == exact.shape
     assert ((ours.float() - exact).norm() / exact.norm()).item() < 0.01
@@ -65,6 +67,7 @@ def test_fused_kernel_where_blocking_does_not_pay_or_is_wrong(blocked_calls):
         attention_kernel.attention(*qkv(1100, 1300, dtype=torch.float32))  # fp32: fused is as fast
         attention_kernel.attention(*qkv(1100, 8))  # few keys (decoder tokens)
         attention_kernel.attention(*qkv(8, 1300))  # few queries (decoder tokens)
+        attention_kernel.attention(*qkv(64, 1300))  # memory attention in windows: its scores stay fp32
         attention_kernel.attention(*qkv(1100, 1300), dropout_p=0.1)  # training
     attention_kernel.attention(*qkv(1100, 1300))  # gradients: the fused kernel's backward
     assert blocked_calls == []

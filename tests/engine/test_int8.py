@@ -48,14 +48,15 @@ def test_encoder_and_memory_attention_are_int8_the_rest_and_the_users_model_are_
     assert int8_model(model) is q and source_model(q) is model
 
 
-def test_an_int8_layer_follows_fp32_and_its_fused_gelu_is_exact():
+def test_an_int8_layer_follows_fp32_and_its_fused_activations_are_exact():
     torch.manual_seed(0)
     linear, x = nn.Linear(192, 768), torch.randn(500, 192) * 3
     with torch.no_grad():
         ref = linear(x)
-        plain, fused = Int8Linear(linear)(x), Int8Linear(linear, gelu=True)(x)
+        plain, fused, relu = Int8Linear(linear)(x), Int8Linear(linear, "gelu")(x), Int8Linear(linear, "relu")(x)
     assert plain.dtype == torch.float32 and 0 < float((plain - ref).norm() / ref.norm()) < 0.03
     assert torch.allclose(fused, F.gelu(plain), atol=1e-5)  # the exact (erf) GELU, in the kernel
+    assert torch.allclose(relu, torch.relu(plain), atol=1e-5)
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         assert Int8Linear(linear)(x).dtype == torch.bfloat16  # the surrounding compute dtype
         assert Int8Linear(linear, float_out=True)(x).dtype == torch.float32

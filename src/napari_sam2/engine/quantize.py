@@ -3,10 +3,10 @@ products on oneDNN (CPUs with AVX512-VNNI or AVX-VNNI run them about twice as fa
 
 Weights are int8 per output channel (symmetric). Activations are quantised per call to uint8
 from their own range (asymmetric, per tensor), so no calibration data is needed. The kernel
-returns the surrounding compute dtype directly (bf16 under autocast), and a GELU that follows a
-linear layer inside an MLP runs in the same kernel. Everything else (norms, convolutions,
-attention's softmax products, the prompt encoder, mask decoder and memory encoder) runs as the
-`auto` precision does. The user's model is never changed: `int8_model` returns a copy that
+returns the surrounding compute dtype directly (bf16 under autocast), and the activation inside a
+feed-forward block (Hiera's GELU, memory attention's ReLU) runs in the same kernel. Everything
+else (norms, convolutions, attention's softmax products, the prompt encoder, mask decoder and
+memory encoder) runs as the `auto` precision does. The user's model is never changed: `int8_model` returns a copy that
 shares every other module with it.
 """
 
@@ -46,10 +46,10 @@ def quantize_activations(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, fl
 
 class Int8Linear(nn.Module):
     """An nn.Linear as a oneDNN int8 product (int8 per-channel weights, uint8 activations),
-    optionally followed by a fused exact GELU. Returns the autocast dtype inside an autocast
+    optionally followed by a fused exact GELU or ReLU. Returns the autocast dtype inside an autocast
     region, else the input's dtype (or fp32 with `float_out`, for another Int8Linear)."""
 
-    def __init__(self, linear: nn.Linear, gelu: bool = False, float_out: bool = False) -> None:
+    def __init__(self, linear: nn.Linear, post_op: str = "none", float_out: bool = False) -> None:
         super().__init__()
         weight = linear.weight.detach().float()
         scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
@@ -60,7 +60,7 @@ class Int8Linear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
         self.register_buffer("bias", bias, persistent=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.post_op = "gelu" if gelu else "none"
+        self.post_op = post_op  # "none", or "gelu" (exact) / "relu" run in the same kernel
         self.float_out = float_out  # fp32 out: the next int8 layer quantises it without a conversion
         # Without VNNI, u8 x s8 products are summed in int16 and may saturate: use 7-bit inputs.
         self.levels = 255 if cpu_has_vnni() else 127
@@ -79,14 +79,19 @@ class Int8Linear(nn.Module):
 
 
 def quantize_linears(module: nn.Module) -> nn.Module:
-    """A copy of `module` whose nn.Linear layers are Int8Linear (GELUs of MLPs fused in)."""
+    """A copy of `module` whose nn.Linear layers are Int8Linear, with the activation between two
+    linear layers of a feed-forward block (Hiera's GELU MLPs, memory attention's ReLU layers)
+    run inside the first layer's kernel."""
     module = copy.deepcopy(module)
     for child in list(module.modules()):
         if isinstance(child, MLP) and type(child.act) is nn.GELU and child.act.approximate == "none":
             last = len(child.layers) - 1
             for i, layer in enumerate(child.layers):
-                child.layers[i] = Int8Linear(layer, gelu=i < last, float_out=i < last)
+                child.layers[i] = Int8Linear(layer, "gelu" if i < last else "none", float_out=i < last)
             child.act = nn.Identity()
+        elif type(getattr(child, "activation", None)) is nn.ReLU and type(getattr(child, "linear1", None)) is nn.Linear:
+            child.linear1 = Int8Linear(child.linear1, "relu", float_out=True)
+            child.activation = nn.Identity()
     for child in list(module.modules()):
         for attr, sub in list(child.named_children()):
             if type(sub) is nn.Linear:

@@ -19,6 +19,7 @@ class MemoryAttentionLayer(nn.Module):
         )
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.activation = nn.ReLU()
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
@@ -39,7 +40,7 @@ class MemoryAttentionLayer(nn.Module):
             self.cross_attn_image(h, memory + memory_pos, memory, num_k_exclude_rope=num_obj_ptr_tokens, rope=rope)
         )
         h = self.norm3(x)
-        return x + self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(h)))))
+        return x + self.dropout(self.linear2(self.dropout(self.activation(self.linear1(h)))))
 
 
 class MemoryAttention(nn.Module):
