@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .attention_kernel import attention
-from .position_encoding import apply_rope, axial_rope_angles
+from .position_encoding import apply_rope, axial_rope_angles, rope_tables
 
 
 class Attention(nn.Module):
@@ -71,12 +71,12 @@ class RoPEAttention(Attention):
             if side * side != n:
                 raise ValueError(f"rotary attention needs a square grid of queries, got {n} tokens")
             angles = axial_rope_angles(self.internal_dim // self.num_heads, side, side, self.rope_theta)
-            self._tables[key] = (angles.cos().to(device), angles.sin().to(device))
+            self._tables[key] = tuple(t.to(device) for t in rope_tables(angles))
         return self._tables[key]
 
     def rope_at(self, index: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin (B, 1, N, D/2) of the cells `index` (B, N) (flat, row-major) of a side x side
-        grid: tokens of windows cut out of a frame keep their place in it."""
+        """cos/sin tables (B, 1, N, D) of the cells `index` (B, N) (flat, row-major) of a side x
+        side grid: tokens of windows cut out of a frame keep their place in it."""
         cos, sin = self._rope_table(side * side, index.device)
         return cos[index].unsqueeze(1), sin[index].unsqueeze(1)
 

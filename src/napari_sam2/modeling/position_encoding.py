@@ -106,12 +106,21 @@ def axial_rope_angles(dim: int, end_x: int, end_y: int, theta: float = 10000.0) 
     return torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs of x (..., N, D) by angles whose cos/sin are (N, D/2).
+def rope_tables(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) cos and signed sin of (N, D/2) angles, each repeated over its channel pair, for
+    `apply_rope`: channel 2i gets -sin, channel 2i + 1 gets +sin."""
+    cos, sin = angles.cos(), angles.sin()
+    return cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2)
 
-    Real arithmetic (no complex tensors) so that it runs on every device; computed in fp32.
-    """
-    xf = x.float().unflatten(-1, (-1, 2))
-    real, imag = xf[..., 0], xf[..., 1]
-    out = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return out.flatten(-2).type_as(x)
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of x (..., N, D) by angles whose `rope_tables` are cos and
+    sin (N, D): (real, imag) -> (real cos - imag sin, imag cos + real sin), in fp32.
+
+    Real arithmetic (no complex tensors) so that it runs on every device; the same results bit
+    for bit as rotating the pairs one by one, in fewer passes over x."""
+    xf = x.float()
+    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (imag, real) of each pair
+    out = xf * cos
+    out += swapped * sin
+    return out.type_as(x)
