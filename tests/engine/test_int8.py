@@ -15,7 +15,12 @@ from torch.nn import functional as F
 
 from napari_sam2 import build_model
 from napari_sam2.engine.embedding_store import EmbeddingStore
-from napari_sam2.engine.precision import INT8, cpu_has_vnni, int8_kernels_available, resolve_precision
+from napari_sam2.engine.precision import (
+    INT8,
+    cpu_has_vnni,
+    int8_kernels_available,
+    resolve_precision,
+)
 from napari_sam2.engine.predictor import ImagePredictor
 from napari_sam2.engine.quantize import Int8Linear, int8_model, quantize_activations, source_model
 from napari_sam2.engine.tracker import StackTracker
