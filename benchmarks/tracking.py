@@ -134,14 +134,16 @@ def given_masks(args, model, predictor) -> None:
         whole = ours_given_masks(model, frames, discs, "fp32", None, args.repeats)
         windows = ours_given_masks(model, frames, discs, "fp32", 256, args.repeats)
         fast = ours_given_masks(model, frames, discs, "auto", 256, args.repeats)
-        rows.append([k, whole, windows, fast, official, whole / official, windows / official, fast / official])
+        int8 = ours_given_masks(model, frames, discs, "int8", 256, args.repeats)
+        rows.append([k, whole, windows, fast, int8, official, whole / official, windows / official,
+                     fast / official, int8 / official])
     print(machine_line())
     print_table(
         f"Tracking one frame after masks on {args.given_masks}, {args.variant} at {args.image_size} px, "
         "512x512 frames (seconds, encoding included, best of "
         f"{args.repeats})",
-        ["objects", "ours fp32 whole", "ours fp32 windows", "ours fast windows", "official fp32",
-         "whole ratio", "windows ratio", "fast windows ratio"],
+        ["objects", "ours fp32 whole", "ours fp32 windows", "ours fast windows", "ours int8 windows",
+         "official fp32", "whole ratio", "windows ratio", "fast windows ratio", "int8 windows ratio"],
         rows,
     )
 
