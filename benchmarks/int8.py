@@ -4,8 +4,8 @@ official fp32, in one run.
     python benchmarks/int8.py [--data ../shared/data/dsb2018/val] [--images 16] [--clicks 4]
                               [--variants sam2.1_hiera_tiny sam2.1_hiera_small] [--size 1024]
 
-Accuracy: on each validation image, one click at the centre of up to --clicks ground-truth
-nuclei; the best of the three masks from an fp32 embedding and from a bf16 / int8 one of the
+Accuracy: on each validation image, one click at the deepest interior point of up to --clicks
+random ground-truth nuclei; the best of the three masks from an fp32 embedding and from a bf16 / int8 one of the
 same model; the IoU between them (clicks whose fp32 mask is empty or covers over half the image
 are left out: random weights give such masks). Models: the official presets with random
 weights and the built-in model. Speed: seconds per embedding (batch 1), interleaved with the

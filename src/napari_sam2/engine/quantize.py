@@ -6,8 +6,8 @@ from their own range (asymmetric, per tensor), so no calibration data is needed.
 returns the surrounding compute dtype directly (bf16 under autocast), and the activation inside a
 feed-forward block (Hiera's GELU, memory attention's ReLU) runs in the same kernel. Everything
 else (norms, convolutions, attention's softmax products, the prompt encoder, mask decoder and
-memory encoder) runs as the `auto` precision does. The user's model is never changed: `int8_model` returns a copy that
-shares every other module with it.
+memory encoder) runs as the `auto` precision does. The user's model is never changed:
+`int8_model` returns a copy that shares every other module with it.
 """
 
 from __future__ import annotations

@@ -7,32 +7,24 @@ import numpy as np
 
 from ..engine.predictor import ImagePredictor
 from ..modeling.sam2 import SAM2Model
+from .prompt_sampling import centre_click
 from .real_eval import Sample
 
 MEDIAN_RULE, P5_RULE = 0.97, 0.9  # IoU with fp32: median and 5th percentile
 
 
-def centre_pixels(labels: np.ndarray, count: int, rng: np.random.Generator) -> list[tuple[float, float]]:
-    """(x, y) of the pixel nearest the centroid of up to `count` random objects."""
-    out = []
-    for obj in rng.permutation([i for i in np.unique(labels) if i])[:count]:
-        rows, cols = np.nonzero(labels == obj)
-        k = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
-        out.append((float(cols[k]), float(rows[k])))
-    return out
-
-
 def mask_agreement(model: SAM2Model, samples: list[Sample], precisions=("bf16", "int8"), clicks: int = 4) -> dict:
-    """IoU of each precision's best mask with fp32's, one click on up to `clicks` objects per
-    image. Clicks whose fp32 mask is empty or covers over half the image are left out (random
-    weights give such masks)."""
+    """IoU of each precision's best mask with fp32's, one click (the deepest interior point) on
+    up to `clicks` random objects per image. Clicks whose fp32 mask is empty or covers over half
+    the image are left out (random weights give such masks)."""
     predictors = {p: ImagePredictor(model, precision=p) for p in ("fp32", *precisions)}
     rng = np.random.default_rng(0)
     ious: dict[str, list[float]] = {p: [] for p in precisions}
     for sample in samples:
         for predictor in predictors.values():
             predictor.set_image(sample.image)
-        for xy in centre_pixels(sample.labels, clicks, rng):
+        objects = rng.permutation([i for i in np.unique(sample.labels) if i])[:clicks]
+        for xy in (centre_click(sample.labels == i) for i in objects):
             ref = predictors["fp32"].predict([xy])
             ref_mask = ref.masks[ref.best]
             if not ref_mask.any() or ref_mask.mean() > 0.5:
