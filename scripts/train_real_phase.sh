@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The built-in model's real-data phase (phase 6):
-# `bash scripts/train_real_phase.sh [RUN_DIR] [SHARED_DATA] [BASE_MODEL]`.
+# `bash scripts/train_real_phase.sh [RUN_DIR] [SHARED_DATA] [BASE_MODEL] [TRAIN_OPTIONS...]`
+# (TRAIN_OPTIONS, e.g. `--steps 1300 --seed 12`, override the defaults below).
 # Fine-tunes BASE_MODEL (default: the built-in napari_sam2_micro; the shipped model was made from
 # the phase-5 weights, `git show 7228410:src/napari_sam2/weights/napari_sam2_micro.pt > phase5.pt`
 # and its .json) (all weights, 512 px input) on DSB 2018 train nuclei
@@ -19,7 +20,7 @@ BASE="${3:-napari_sam2_micro}"
 REAL=(train "$RUN" --model "$BASE" --data "$SHARED/dsb2018/train" --synthetic --synthetic-share 0.3 --synthetic-size 256
     --val "$SHARED/dsb2018/val" --image-size 512 --trainable all --steps 800 --images-per-step 4
     --objects-per-image 8 --video-every 4 --clip-frames 6 --lr 1e-4 --warmup 30 --focal-weight 1
-    --eval-every 50 --seed 11 --device cpu)
+    --eval-every 50 --seed 11 --device cpu "${@:4}")
 
 section "napari-sam2 ${REAL[*]}"
 "$PY" -m napari_sam2 "${REAL[@]}"

@@ -224,7 +224,7 @@ def propagate(
     given = prompt_tracker(tracker, session)  # bad prompts fail before an output file exists
     volume = _output_volume(out, (n, *tracker.frame_hw), overwrite)
     writer = LabelWriter(volume)
-    total = n + (1 if direction == "both" else 0)
+    total = tracker.frames_in_passes(direction)
     for done, result in enumerate(tracker.propagate(direction), start=1):
         keep_given_masks(result, given)
         writer.write(result.frame, result.obj_ids, result.masks)

@@ -148,8 +148,9 @@ def test_memory_does_not_grow_with_stack_length(model):
 
 
 def test_objects_prompted_later_are_tracked_before_their_prompt(model):
-    """The official predictor crashes on this in fp32 (bf16 memories, no pointers)."""
-    t = tracker(model)
+    """The official behaviour (objects that never end); the official predictor crashes on this
+    in fp32 (bf16 memories, no pointers)."""
+    t = tracker(model, ending=None)
     t.add_points(0, 1, [[20, 20]])
     t.add_mask(6, 2, np.pad(np.ones((10, 10), bool), ((20, 34), (20, 34))))
     results = list(t.propagate("forward"))
@@ -345,6 +346,49 @@ def test_objects_end_where_they_are_absent_and_are_no_longer_tracked(builtin):
     official = StackTracker(builtin, _disc_stack(), ending=None)
     official.add_points(5, 1, [[40, 40]])
     assert not any(r.ended.any() for r in official.propagate("forward", stop=9))
+
+
+def test_each_object_is_tracked_outward_from_its_own_prompt(builtin):
+    """Two nuclei prompted on different slices: each is tracked from its own prompt outward, so
+    the later one is found on the slices between the prompts (tracked towards its prompt from
+    the first prompt's slice, it was called absent there and ended before reaching them)."""
+    yy, xx = np.mgrid[:128, :128]
+    stack = np.full((12, 128, 128), 100, np.uint16)
+    for z in range(12):
+        centre = 40 if z <= 5 else 90  # one nucleus on slices 0-5, another on 6-11
+        stack[z][(yy - 40) ** 2 + (xx - centre) ** 2 < 14**2] = 1000
+    stack += np.random.default_rng(0).integers(0, 50, stack.shape).astype(np.uint16)
+    t = StackTracker(builtin, stack)
+    t.add_points(2, 1, [[40, 40]])
+    t.add_points(9, 2, [[90, 40]])
+    volume = np.zeros(stack.shape, np.uint32)
+    results = list(t.propagate("both", writer=LabelWriter(volume)))
+    assert len(results) == t.frames_in_passes("both") == 10 + 10  # forward 2..11, backward 9..0
+    painted = {obj: sorted(int(z) for z in np.nonzero((volume == obj).any(axis=(1, 2)))[0]) for obj in (1, 2)}
+    assert painted == {1: list(range(0, 6)), 2: list(range(6, 12))}, painted
+    # the backward pass leaves the first object's forward results alone on slices past its prompt
+    assert all(r.obj_ids == [2] for r in results[10:] if 3 <= r.frame <= 8)
+
+
+def test_contrast_sign_tells_a_faded_object_from_one_inside_a_bright_region():
+    import torch
+
+    from napari_sam2.engine.object_ending import contrast_share, mask_contrast
+
+    gray = torch.full((32, 32), 0.1)
+    gray[8:16, 8:16] = 0.9
+    mask = torch.full((1, 1, 32, 32), -5.0)
+    mask[..., 8:16, 8:16] = 5.0
+    reference = mask_contrast(mask, gray)
+    assert reference == pytest.approx((0.8, 0.8))
+    faded = gray.clone()
+    faded[8:16, 8:16] = 0.2  # the same place, a tenth as far above its surroundings
+    assert contrast_share(mask_contrast(mask, faded), reference) == pytest.approx(0.125)
+    inside = torch.full((32, 32), 0.1)
+    inside[2:30, 2:30] = 0.9  # the mask now lies inside a larger bright region: no ring contrast
+    assert mask_contrast(mask, inside)[0] == pytest.approx(0.0, abs=1e-6)
+    assert contrast_share(mask_contrast(mask, inside), reference) == 1.0  # but it is still bright
+    assert contrast_share(mask_contrast(mask, faded), (0.01, 0.01)) == 1.0  # nothing stood out
 
 
 def test_range_limits_the_slices_painted(builtin):

@@ -102,7 +102,9 @@ def _run_official(ref, folder, direction, size):
 
 def _run_ours(ours, decoded, direction, size):
     click, box, mask = _prompts(size)
-    tracker = StackTracker(ours, decoded, precision="fp32", normalization=None, non_overlapping=False, fill_hole_area=0)
+    tracker = StackTracker(
+        ours, decoded, precision="fp32", normalization=None, non_overlapping=False, fill_hole_area=0, ending=None
+    )
     tracker.add_points(0, 1, click)
     tracker.add_box(3, 2, box)
     tracker.add_mask(5, 3, mask)

@@ -25,6 +25,7 @@ class FrameState:
     from_prompt: bool  # memory of prompted frames uses the binarised mask
     maskmem: torch.Tensor | None = None  # (1, mem_dim, h, w), bf16
     window: GridWindow | None = None  # where maskmem lies when it is a window of the frame
+    absent: bool = False  # the object score called it absent here (its mask was not shown)
 
 
 @dataclass

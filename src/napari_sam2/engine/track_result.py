@@ -36,6 +36,9 @@ def track_result(
 ) -> TrackResult:
     """Upscale each object's low-res logits to the frame; non_overlapping gives every pixel to
     the object with the highest logit there."""
+    if not obj_ids:  # no object is tracked on this frame in this pass
+        empty = np.zeros(0)
+        return TrackResult(frame, [], np.zeros((0, *frame_hw), bool), np.zeros((0, 1, 1)), empty, empty, empty, empty.astype(bool))
     logits = torch.cat(low_res).float()  # (K, 1, 4h, 4w)
     if logits.device.type == "cpu" and all(n % m == 0 for n, m in zip(frame_hw, logits.shape[-2:])):
         masks = torch.from_numpy(_masks_by_crops(logits[:, 0], frame_hw, non_overlapping))

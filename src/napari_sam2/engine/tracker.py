@@ -11,9 +11,10 @@ seven frames, object pointers with temporal encodings, bf16 memories), with thes
   length of the stack (the official keeps every frame's memory);
 - masks of different objects do not overlap (`non_overlapping=True`, each pixel goes to the
   object with the highest logit), and small holes are filled on every device;
-- an object ends where its object score (presence, size, continuity: `object_ending.py`) stays
-  low, and is no longer tracked in that pass (`ending=None` gives the official behaviour: objects
-  never end);
+- an object ends where its object score (presence, size, continuity, ownership, contrast:
+  `object_ending.py`) stays low after its prompt, and is no longer tracked in that pass; each
+  object is then tracked outward from its own prompts (`passes.py`). `ending=None` gives the
+  official behaviour: objects never end, and every object is tracked on every frame;
 - with `window`, small objects are tracked in a window around their last mask (`windows.py`), so
   that many objects cost far less than the same number of whole-frame passes (off by default).
 Points are (x, y) and boxes (x0, y0, x1, y1) in pixels of a frame.
@@ -36,7 +37,8 @@ from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Mod
 from .embedding_store import EmbeddingStore
 from .frame_features import FrameFeatures
 from .memory_bank import frames_to_keep
-from .object_ending import EndingState, ObjectEnding, end_objects
+from .object_ending import EndingState, ObjectEnding, end_objects, shown_elsewhere
+from .passes import in_pass, plan_passes
 from .object_memory import (
     FrameState,
     TrackedObject,
@@ -98,7 +100,10 @@ class StackTracker:
             frames, axis=axis, normalization=normalization, channels=channels, channel_axis=channel_axis
         )
         # frames' embeddings on disk (shared with the dock) and the last few in memory
-        self._features = FrameFeatures(self.model, self.frames, self.dtype, feature_cache, embedding_store)
+        self._features = FrameFeatures(
+            self.model, self.frames, self.dtype, feature_cache, embedding_store,
+            keep_grays=ending is not None and ending.contrast,
+        )
         self.num_frames = len(self.frames)
         self.frame_hw = self.frames.frame_shape
         self.corrections_as_conditioning = corrections_as_conditioning
@@ -253,25 +258,25 @@ class StackTracker:
         start = first if start is None else start
         self._check_frame(start)
         low, high = self._limits(direction, start, stop)
-        passes = []
-        if direction in ("both", "forward"):
-            passes.append((range(start, high + 1), False))
-        if direction in ("both", "backward"):
-            # As in the official predictor, the backward pass visits the start frame again:
-            # objects not prompted there are re-tracked with the memory of the forward pass.
-            passes.append((range(start, low - 1, -1), True))
+        passes = plan_passes(self._objects.values(), direction, start, low, high, self.ending is not None)
         self._encode_prompt_memories()
         try:
             for order, reverse in passes:
                 self._ending.clear()
                 for frame, rgb in self.frames.iterate(order, skip=self._features.__contains__):
-                    result = self._track_frame(frame, rgb, reverse)
+                    result = self._track_frame(frame, rgb, reverse, direction == "both")
                     if writer is not None:
                         writer.write(frame, result.obj_ids, result.masks)
                     yield result
                 self.frames.discard_pending()
         finally:
             self.frames.discard_pending()
+
+    def frames_in_passes(self, direction: str = "both", start: int | None = None, stop=None) -> int:
+        """How many results `propagate` with these arguments yields (for progress)."""
+        start = min(f for o in self._objects.values() for f in o.cond) if start is None else start
+        passes = plan_passes(self._objects.values(), direction, start, *self._limits(direction, start, stop), self.ending is not None)
+        return sum(len(order) for order, _ in passes)
 
     def _limits(self, direction: str, start: int, stop) -> tuple[int, int]:
         last = self.num_frames - 1
@@ -293,7 +298,7 @@ class StackTracker:
         rgb: the frame as `self.frames.get(frame)` gives it, when the caller has read it."""
         self._check_frame(frame)
         self._encode_prompt_memories()
-        return self._track_frame(frame, rgb, reverse)
+        return self._track_frame(frame, rgb, reverse, None)
 
     @torch.inference_mode()
     def _encode_prompt_memories(self) -> None:
@@ -315,11 +320,15 @@ class StackTracker:
         return maskmem.to(torch.bfloat16)
 
     @torch.inference_mode()
-    def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool) -> TrackResult:
+    def _track_frame(self, frame: int, rgb: np.ndarray | None, reverse: bool, both: bool | None) -> TrackResult:
+        """One frame's result for the objects this pass tracks there (`passes.in_pass`; both=None:
+        every object)."""
         features = self._features.get(frame, rgb)
         states: dict[int, FrameState] = {}
         ended = {i for i, st in self._ending.items() if st.ended}
-        to_track = [o for o in self._objects.values() if frame not in o.cond and o.obj_id not in ended]
+        outward = both is not None and self.ending is not None
+        here = [o for o in self._objects.values() if frame in o.cond or not outward or in_pass(o, frame, reverse, both)]
+        to_track = [o for o in here if frame not in o.cond and o.obj_id not in ended]
         for group in group_by_layout(self.model, to_track, frame, reverse, self.num_frames):
             grid = self.model.config.feat_size
             windows = [
@@ -334,16 +343,22 @@ class StackTracker:
                     batches.setdefault(window_layout(self.model, obj, w, frame, reverse, self.num_frames), []).append((obj, w))
             for inside in batches.values():
                 self._track_in_windows(inside, frame, features, reverse, states)
-        for obj in self._objects.values():
+        for obj in here:
             if frame in obj.cond:
                 states[obj.obj_id] = obj.cond[frame]
             obj.direction[frame] = reverse
             keep = frames_to_keep(obj.tracked, obj.cond, frame, self.model.config.max_obj_ptrs_in_encoder - 1)
             for dropped in set(obj.tracked) - keep:
                 del obj.tracked[dropped]
-        ids = list(self._objects)
+        ids = [o.obj_id for o in here]
         low_res = {i: s.low_res for i, s in states.items()}
-        scores = end_objects(frame, self._objects, low_res, states, self._ending, self.ending, self.non_overlapping)
+        if rgb is not None and self._features.keep_grays:
+            self._features.gray(frame, rgb)
+        gray = self._features.gray if self._features.keep_grays else None
+        scores = end_objects(
+            frame, self._objects, low_res, states, self._ending, self.ending, self.non_overlapping, reverse, gray,
+            shown_elsewhere(self._objects.values(), frame, states),
+        )
         side = self.model.image_size // 4
         blank = torch.full((1, 1, side, side), NO_OBJECT_SCORE, device=self.device)
         zero = torch.zeros(1, 1, device=self.device)
