@@ -370,6 +370,17 @@ def test_each_object_is_tracked_outward_from_its_own_prompt(builtin):
     assert all(r.obj_ids == [2] for r in results[10:] if 3 <= r.frame <= 8)
 
 
+def test_frames_before_every_prompt_come_back_empty_and_counts_need_prompts(model):
+    t = tracker(model)
+    with pytest.raises(PromptError, match="Nothing to propagate"):
+        t.frames_in_passes("both")
+    t.add_points(3, 1, [[20, 20]])
+    results = list(t.propagate("forward", start=0))
+    assert len(results) == t.frames_in_passes("forward", start=0) == 10
+    assert [r.obj_ids for r in results[:3]] == [[], [], []]  # no object is tracked before its prompt
+    assert results[0].masks.shape == (0, 64, 64) and results[3].obj_ids == [1]
+
+
 def test_contrast_sign_tells_a_faded_object_from_one_inside_a_bright_region():
     import torch
 

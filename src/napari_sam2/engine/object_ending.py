@@ -2,7 +2,7 @@
 
 SAM 2's presence head rarely calls a nucleus absent on the slices past its end (on BBBC050 it
 stays confident while the mask shrinks to a few pixels or jumps to a neighbour), so the score
-combines three signs that the object is gone, each in [0, 1]:
+combines signs that the object is gone, each in [0, 1]:
 - presence: sigmoid of the model's object-score logit;
 - size: the mask's area relative to its area on the object's conditioning (prompted) frame;
 - continuity: the share of the smaller of this and the previous frame's masks that the other
@@ -221,7 +221,6 @@ def _reference_contrast(obj, gray: Callable[[int], torch.Tensor]) -> tuple[float
     frame, state = max(obj.cond.items(), key=lambda item: mask_area(item[1].low_res))
     value = mask_contrast(state.low_res, gray(frame))
     return (0.0, 0.0) if value is None else value
-
 
 
 def shown_elsewhere(objects, frame: int, states: dict) -> dict[int, torch.Tensor]:

@@ -38,7 +38,6 @@ from .embedding_store import EmbeddingStore
 from .frame_features import FrameFeatures
 from .memory_bank import frames_to_keep
 from .object_ending import EndingState, ObjectEnding, end_objects, shown_elsewhere
-from .passes import in_pass, plan_passes
 from .object_memory import (
     FrameState,
     TrackedObject,
@@ -48,6 +47,7 @@ from .object_memory import (
     window_for,
     window_layout,
 )
+from .passes import in_pass, plan_passes
 from .postprocess import LOGIT_CLAMP, with_holes_filled
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
@@ -242,23 +242,11 @@ class StackTracker:
 
         start: first frame (default: the first prompted frame); stop: last frame, inclusive
         (for 'both' a (low, high) pair; default: the ends of the stack). 'both' runs forward,
-        then backward from `start` again, so the start frame is yielded twice. Stop iterating
-        to cancel: every frame already yielded (and written to `writer`) stays done.
+        then backward from `start` again (with objects that end, from the latest first prompt:
+        `passes.py`), so frames between are yielded twice. Stop iterating to cancel: every frame
+        already yielded (and written to `writer`) stays done.
         """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
-        if not self._objects:
-            raise PromptError("Nothing to propagate: add points, a box or a mask first.")
-        unprompted = [o.obj_id for o in self._objects.values() if not o.cond and not o.tracked]
-        if unprompted:
-            raise PromptError(f"objects {unprompted} have no prompts.")
-        if not any(o.cond for o in self._objects.values()):
-            raise PromptError("every object needs at least one prompted frame to start from.")
-        first = min(f for o in self._objects.values() for f in o.cond)
-        start = first if start is None else start
-        self._check_frame(start)
-        low, high = self._limits(direction, start, stop)
-        passes = plan_passes(self._objects.values(), direction, start, low, high, self.ending is not None)
+        passes = self._plan(direction, start, stop)
         self._encode_prompt_memories()
         try:
             for order, reverse in passes:
@@ -274,9 +262,23 @@ class StackTracker:
 
     def frames_in_passes(self, direction: str = "both", start: int | None = None, stop=None) -> int:
         """How many results `propagate` with these arguments yields (for progress)."""
+        return sum(len(order) for order, _ in self._plan(direction, start, stop))
+
+    def _plan(self, direction: str, start: int | None, stop) -> list[tuple[range, bool]]:
+        """The passes of a propagation, after checking that it can run."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        if not self._objects:
+            raise PromptError("Nothing to propagate: add points, a box or a mask first.")
+        unprompted = [o.obj_id for o in self._objects.values() if not o.cond and not o.tracked]
+        if unprompted:
+            raise PromptError(f"objects {unprompted} have no prompts.")
+        if not any(o.cond for o in self._objects.values()):
+            raise PromptError("every object needs at least one prompted frame to start from.")
         start = min(f for o in self._objects.values() for f in o.cond) if start is None else start
-        passes = plan_passes(self._objects.values(), direction, start, *self._limits(direction, start, stop), self.ending is not None)
-        return sum(len(order) for order, _ in passes)
+        self._check_frame(start)
+        low, high = self._limits(direction, start, stop)
+        return plan_passes(self._objects.values(), direction, start, low, high, self.ending is not None)
 
     def _limits(self, direction: str, start: int, stop) -> tuple[int, int]:
         last = self.num_frames - 1
