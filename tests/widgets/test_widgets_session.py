@@ -18,7 +18,7 @@ napari = pytest.importorskip("napari")
 
 
 from napari_sam2 import build_model, cli  # noqa: E402
-from napari_sam2._widgets import _preview  # noqa: E402
+from napari_sam2._widgets import _preview, _preview_loop  # noqa: E402
 from napari_sam2._widgets._main import SAM2Widget  # noqa: E402
 from napari_sam2._widgets._propagate_panel import FROM_PROMPTS  # noqa: E402
 from napari_sam2.api import run_session  # noqa: E402
@@ -123,6 +123,106 @@ def commit(widget, viewer, qtbot, obj_id: int) -> None:
 
 def box(frame: int, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
     return np.array([[frame, r0, c0], [frame, r0, c1], [frame, r1, c1], [frame, r1, c0]])
+
+
+class HeldJobs:
+    """Runs each short job (embedding, decode) at once but holds its two signals, its result and
+    its end, which the test delivers in the order under test."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[str, object, object]] = []
+
+    def __call__(self, title, func, *args, on_return, on_finish=None):
+        try:
+            result = func(*args)
+            returned = lambda: on_return(result)  # noqa: E731
+        except RuntimeError:
+            returned = lambda: None  # noqa: E731  (a worker's error: no result, only its end)
+        self.jobs.append((title, returned, on_finish or (lambda: None)))
+
+    def deliver(self, i: int) -> None:
+        _, returned, finished = self.jobs[i]
+        returned()
+        finished()
+
+
+def test_a_commit_asked_between_a_decode_result_and_its_end_is_kept(
+    make_napari_viewer, qtbot, model, disks, monkeypatch
+):
+    """A decode's end arrives after its result; a commit asked in between, on a plane still to
+    be embedded, waits for its own preview instead of being dropped as if the decode had failed."""
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    held = HeldJobs()
+    monkeypatch.setattr(_preview_loop, "run_short", held)
+    widget.prompts.points.add([0, 20, 30])
+    widget.commit()
+    [(title, first_result, first_end)] = held.jobs
+    assert title == "Segmenting"
+    first_result()  # object 1 is written
+    labels = viewer.layers["SAM2 labels"]
+    assert (labels.data[0] == 1).any()
+    viewer.dims.set_current_step(0, 2)
+    widget.prompts.points.add([2, 60, 60])
+    widget.commit()  # plane 2 is not embedded yet: the commit waits
+    first_end()
+    assert [t for t, *_ in held.jobs[1:]] == ["Computing the image embedding"]
+    held.deliver(1)
+    assert [t for t, *_ in held.jobs[2:]] == ["Segmenting"]
+    held.deliver(2)
+    assert (labels.data[2] == 2).any() and not (labels.data[2] == 1).any()
+    assert len(widget.prompts.points.data) == 0
+
+
+def test_a_failed_decode_drops_the_commit_that_waited_for_it(
+    make_napari_viewer, qtbot, model, disks, monkeypatch
+):
+    """A commit whose preview could not be computed is dropped (the error was shown), not kept
+    to fire on a later preview of other prompts."""
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    held = HeldJobs()
+    monkeypatch.setattr(_preview_loop, "run_short", held)
+    works = _preview.decode_objects
+    calls = []
+
+    def first_fails(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return works(*args)
+
+    monkeypatch.setattr(_preview, "decode_objects", first_fails)
+    widget.prompts.points.add([0, 20, 30])
+    widget.commit()
+    held.deliver(0)
+    widget.prompts.points.add([0, 24, 30])
+    widget.segment_panel.loop.update()
+    held.deliver(1)
+    assert widget.segment_panel.loop.preview is not None
+    assert "SAM2 labels" not in viewer.layers
+    assert len(widget.prompts.points.data) == 2
+
+
+def test_a_commit_never_lands_on_another_slice(make_napari_viewer, qtbot, model, disks, monkeypatch):
+    """Commit on a slice still being embedded, then move to a slice with other prompts: the
+    commit is dropped with a status, not written with the other slice's preview."""
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    held = HeldJobs()
+    monkeypatch.setattr(_preview_loop, "run_short", held)
+    widget.prompts.points.add([0, 20, 30])
+    viewer.dims.set_current_step(0, 2)
+    widget.prompts.points.add([2, 60, 60])
+    widget.commit()  # waits for the embedding of slice 2
+    viewer.dims.set_current_step(0, 0)
+    widget.segment_panel.loop.update()
+    held.deliver(1)  # the preview of slice 0
+    assert widget.segment_panel.loop.preview is not None
+    assert "slice changed" in widget.segment_panel.status.text()
+    held.deliver(0)
+    assert "SAM2 labels" not in viewer.layers
+    assert len(widget.prompts.points.data) == 2
 
 
 # ------------------------------------------------------------------ replay

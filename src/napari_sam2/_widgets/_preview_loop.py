@@ -45,7 +45,10 @@ class PreviewLoop(QObject):
         self._failed: set[tuple] = set()
         self._decoding = False
         self._decode_again = False
+        self._decode_for: tuple | None = None  # (embedding key, prompts signature) being decoded
+        self._decode_returned = False
         self._waiting: Callable[[Preview], None] | None = None  # a commit waiting for its preview
+        self._waiting_on: PlaneIndex | None = None  # the plane shown when that commit was asked
         self._last_problem = ""
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -89,7 +92,7 @@ class PreviewLoop(QObject):
         ):
             write(current)
             return
-        self._waiting = write
+        self._waiting, self._waiting_on = write, index
         self.status.emit("Commit waits for the preview…")
         self.update()
 
@@ -145,8 +148,12 @@ class PreviewLoop(QObject):
 
     def _deliver(self) -> None:
         write, self._waiting = self._waiting, None
-        if write is not None and self.preview is not None:
-            write(self.preview)
+        if write is None or self.preview is None:
+            return
+        if self.preview.index != self._waiting_on:
+            self.status.emit("The commit was dropped: the slice changed before its preview came.")
+            return
+        write(self.preview)
 
     def _request_embedding(self, key: tuple, index: PlaneIndex) -> None:
         if self._embedding_key is not None:
@@ -186,6 +193,7 @@ class PreviewLoop(QObject):
         self.session.interactive.set()  # background precompute waits
         signature = prompts.signature()
         key = self.session.embedding_key(index)
+        self._decode_for, self._decode_returned = (key, signature), False
         zoom = (self.session.source, index) if self.session.choices.zoom else None
         run_short(
             "Segmenting",
@@ -201,6 +209,7 @@ class PreviewLoop(QObject):
     def _decoded(
         self, key: tuple, signature: bytes, objects: list[ObjectPrompt], masks: list, scores: list
     ) -> None:
+        self._decode_returned = True
         index = key[-1]
         if (
             self.session.source is None
@@ -213,13 +222,25 @@ class PreviewLoop(QObject):
         self._deliver()
 
     def _decode_finished(self) -> None:
+        """A decode ended (after its result, if any). A commit waiting on the prompts that just
+        failed to decode is dropped (the error was shown); any other waiting commit is kept."""
         self._decoding = False
         self._idle()
+        failed = not self._decode_returned
         if self._decode_again:
             self._decode_again = False
             self.update()
-        elif self._waiting is not None and self.preview is None:
-            self._waiting = None  # the decoder failed: its error was shown
+        elif failed and self._waiting is not None:
+            if self._decode_for == self._current_request():
+                self._waiting = None
+            else:
+                self.update()
+
+    def _current_request(self) -> tuple | None:
+        if self.session.source is None:
+            return None
+        index = self.session.current_plane()
+        return self.session.embedding_key(index), self.prompts.on_plane(index).signature()
 
     def _idle(self) -> None:
         if self._embedding_key is None and not self._decoding:
