@@ -230,6 +230,21 @@ def test_trainer_applies_local_memory_init_and_records_it(tmp_path, monkeypatch)
     assert trainer.metadata()["config"]["local_memory_init"] is True
 
 
+def test_a_tuned_model_keeps_its_base_models_input_blur(tmp_path):
+    """Fine-tuning the built-in model keeps its blur before enlarging (metadata -> model ->
+    metadata): the tuned model sees its images as the base model did."""
+    model = build_model("sam2.1_hiera_test", device="cpu", image_size=128).eval()
+    config = TrainConfig(steps=1, eval_every=10, images_per_step=1)
+    assert "upscale_smoothing" not in Trainer(model, SyntheticData((96, 96)), tmp_path / "a", config, score=lambda m: 0.0).metadata()
+    model.upscale_smoothing = 0.31
+    meta = Trainer(model, SyntheticData((96, 96)), tmp_path / "b", config, score=lambda m: 0.0).metadata()
+    assert meta["upscale_smoothing"] == 0.31
+    path = tmp_path / "tuned.pt"
+    torch.save({"model": model.state_dict()}, path)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert load_model(path, device="cpu", image_size=128).upscale_smoothing == 0.31
+
+
 def test_train_command_sizes_and_warmup(tmp_path, checkpoint):
     """`napari-sam2 train --image-size --synthetic-size --warmup`: the run trains at that input
     size on synthetic images of that side, records both, and its best.pt loads at that size."""

@@ -126,6 +126,9 @@ def load_model(
     int8 = _metadata(path).get("int8")
     if isinstance(int8, dict) and int8.get("within_rule") is True:  # lets 'auto' pick int8 (engine.precision)
         model.int8_within_rule = True
+    smoothing = _metadata(path).get("upscale_smoothing")
+    if isinstance(smoothing, (int, float)) and smoothing > 0:  # a blur before enlarging (images.model_input)
+        model.upscale_smoothing = float(smoothing)
     return model
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..images.model_input import upscale_smoothing
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .quantize import source_model
 
@@ -77,10 +78,18 @@ def embedding_key(model: SAM2Model, rgb: np.ndarray, precision: str) -> str:
     pixels = np.ascontiguousarray(rgb)
     h.update(
         f"v{FORMAT_VERSION};{weights_digest(source_model(model))};{model.image_size};{precision};"
+        f"{_input_options(model)}"
         f"{pixels.shape};{pixels.dtype};".encode()
     )
     h.update(memoryview(pixels).cast("B"))
     return h.hexdigest()
+
+
+def _input_options(model: SAM2Model) -> str:
+    """What else changes the model's input: a blur before enlarging (only when set, so that the
+    keys of models without it stay as they were)."""
+    smoothing = upscale_smoothing(model)
+    return f"upscale_smoothing={smoothing!r};" if smoothing else ""
 
 
 def precision_name(dtype: torch.dtype | str) -> str:

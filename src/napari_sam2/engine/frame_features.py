@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..images.frames import FrameSource
-from ..images.model_input import to_model_input
+from ..images.model_input import to_model_input, upscale_smoothing
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .precision import compute_precision
@@ -74,6 +74,7 @@ class FrameFeatures:
         return gray
 
     def _encode(self, rgbs: list[np.ndarray]) -> ImageFeatures:
-        x = to_model_input(rgbs[0], self.model.image_size, self.model.device, self.model.dtype)
+        model = self.model
+        x = to_model_input(rgbs[0], model.image_size, model.device, model.dtype, upscale_smoothing(model))
         with compute_precision(self.model.device, self.dtype):
             return self.model.encode_image(x)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..images.model_input import prepare_image, to_model_input
+from ..images.model_input import prepare_image, to_model_input, upscale_smoothing
 from ..images.normalization import Normalization
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import ImageFeatures, SAM2Model
@@ -153,7 +153,8 @@ class ImagePredictor:
     def _encode(self, rgbs: list[np.ndarray]) -> ImageFeatures:
         size = self.model.image_size
         model = model_for_precision(self.model, self.dtype)  # int8: a quantised copy
-        batch = torch.cat([to_model_input(rgb, size, self.device, torch.float32) for rgb in rgbs])
+        smoothing = upscale_smoothing(self.model)
+        batch = torch.cat([to_model_input(rgb, size, self.device, torch.float32, smoothing) for rgb in rgbs])
         with compute_precision(self.device, self.dtype):
             return model.encode_image(batch.to(self.model.dtype))
 

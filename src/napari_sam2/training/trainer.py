@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..images.model_input import upscale_smoothing
 from ..modeling.sam2 import SAM2Model
 from ..progress import Cancelled
 from .batches import augment, image_tensor, labels_at, pick_objects
@@ -297,7 +298,9 @@ class Trainer:
         return f"{prompts}, averaged with tracking IoU (16 frames)" if self._tracks else prompts
 
     def metadata(self) -> dict:
+        smoothing = upscale_smoothing(self.model)  # the base model's input rule goes on with it
         return {
+            **({"upscale_smoothing": smoothing} if smoothing else {}),
             "architecture": self.model.config.name,
             "image_size": self.model.image_size,
             "base_model": self.base_model,
