@@ -4,7 +4,7 @@ planes the dock embedded in the background, beside a plane embedded on demand.
     xvfb-run -a python benchmarks/click_latency.py [--model sam2.1_hiera_tiny] [--size 1024] [--planes 5]
 
 Without --model, the built-in model. Random weights for presets (the masks do not matter here,
-only the time). The dock's debounce of prompt events (40 ms) is part of what is measured.
+only the time).
 """
 
 from __future__ import annotations

@@ -225,6 +225,29 @@ def test_a_commit_never_lands_on_another_slice(make_napari_viewer, qtbot, model,
     assert len(widget.prompts.points.data) == 2
 
 
+def test_a_click_is_decoded_at_once_and_a_drag_at_the_decoders_pace(
+    make_napari_viewer, qtbot, model, disks, monkeypatch
+):
+    """A prompt event is decoded as soon as it is handled (no waiting time); events that come
+    while a decode runs make one more decode, of the newest prompts, when it ends."""
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    loop = widget.segment_panel.loop
+    held = HeldJobs()
+    monkeypatch.setattr(_preview_loop, "run_short", held)
+    widget.prompts.points.add([0, 20, 30])
+    qtbot.waitUntil(lambda: len(held.jobs) == 1, timeout=5_000)
+    for row in (40, 44, 48):  # while the first decode runs
+        widget.prompts.points.add([0, row, 60])
+        qtbot.wait(5)
+    assert len(held.jobs) == 1
+    held.deliver(0)  # stale: the prompts changed meanwhile
+    assert loop.preview is None and len(held.jobs) == 2
+    held.deliver(1)
+    assert loop.preview.signature == widget.prompts.on_plane((0,)).signature()
+    assert len(loop.preview.objects) == 1 and len(held.jobs) == 2
+
+
 # ------------------------------------------------------------------ replay
 
 

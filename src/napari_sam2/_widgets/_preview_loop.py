@@ -24,7 +24,6 @@ from ._preview import Preview, clear_preview, embed_plane, show_masks
 from ._prompt_layers import PromptLayers
 from ._session import Session
 
-DEBOUNCE_MS = 40
 READY = "Ready: click on an object (SAM2 points) or draw a box (SAM2 boxes)."
 
 
@@ -50,10 +49,10 @@ class PreviewLoop(QObject):
         self._waiting: Callable[[Preview], None] | None = None  # a commit waiting for its preview
         self._waiting_on: PlaneIndex | None = None  # the plane shown when that commit was asked
         self._last_problem = ""
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.update)
+        self._soon = QTimer(self)
+        self._soon.setSingleShot(True)
+        self._soon.setInterval(0)
+        self._soon.timeout.connect(self.update)
         session.source_changed.connect(self._on_source)
         session.model_changed.connect(self._on_model)
         session.choices.events.zoom.connect(self._on_zoom)
@@ -80,8 +79,10 @@ class PreviewLoop(QObject):
         self.schedule()
 
     def schedule(self, *_: Any) -> None:
-        """Recompute the preview soon (many events arrive together while dragging)."""
-        self._timer.start()
+        """Bring the preview up to date once the current event is handled. Events that come
+        together (a drag) are served at the decoder's pace: while a decode runs, the newest
+        prompts wait for it (one more decode at most), so nothing queues up."""
+        self._soon.start()
 
     def when_ready(self, write: Callable[[Preview], None]) -> None:
         """Call `write(preview)` with the preview of the current prompts, now or once decoded."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from .attention import Attention
 from .common import MLP
+from .folded_attention import folds, image_to_token, token_to_image
 
 
 class ImageProjections(NamedTuple):
@@ -53,9 +54,11 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
         q = queries + query_pe
+        folded = folds(self.cross_attn_token_to_image, queries.shape[1])
         if projected is None:
             k = keys + key_pe
-            attended = self.cross_attn_token_to_image(q, k, keys)
+            to_image = token_to_image if folded else Attention.__call__
+            attended = to_image(self.cross_attn_token_to_image, q, k, keys)
         else:
             b = queries.shape[0]
             key, value = projected.key.expand(b, -1, -1), projected.value.expand(b, -1, -1)
@@ -63,11 +66,15 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm2(queries + attended)
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
+        to_tokens = self.cross_attn_image_to_token
         if projected is None:
-            attended = self.cross_attn_image_to_token(k, q, queries)
+            attended = image_to_token(to_tokens, k, q, queries) if folded else to_tokens(k, q, queries)
         else:
             image_q = projected.query.expand(queries.shape[0], -1, -1)
-            attended = self.cross_attn_image_to_token(image_q, q, queries, projected="q")
+            if folded:
+                attended = image_to_token(to_tokens, image_q, q, queries, projected_q=True)
+            else:
+                attended = to_tokens(image_q, q, queries, projected="q")
         keys = self.norm4(keys + attended)
         return queries, keys
 
@@ -113,7 +120,9 @@ class TwoWayTransformer(nn.Module):
         for i, layer in enumerate(self.layers):
             queries, keys = layer(queries, keys, tokens, key_pe, projected if i == 0 else None)
         q, k = queries + tokens, keys + key_pe
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        final = self.final_attn_token_to_image
+        attended = token_to_image(final, q, k, keys) if folds(final, q.shape[1]) else final(q, k, keys)
+        queries = self.norm_final_attn(queries + attended)
         return queries, keys
 
     def project_image(self, image: torch.Tensor, image_pe: torch.Tensor) -> ImageProjections:
