@@ -94,6 +94,29 @@ def test_prompt_from_csv(tmp_path, checkpoint):
     assert labels.shape == (64, 64) and set(np.unique(labels)) <= {0, 1, 2}
 
 
+def test_limits_replace_the_auto_rule(tmp_path, checkpoint):
+    """--limits LOW HIGH maps intensities as napari's contrast limits do, for the whole stack; the
+    labels are those of the API given the same limits."""
+    from napari_sam2 import load_model
+
+    image = stack(1)[0]
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    (tmp_path / "clicks.csv").write_text("object,frame,x,y,label\n1,0,20,20,1\n2,0,50,45,1\n")
+    out = tmp_path / "limits.tif"
+    cli("prompt", tmp_path / "image.tif", "--prompts", tmp_path / "clicks.csv", "--out", out,
+        "--model", checkpoint, "--precision", "fp32", "--limits", 0, 1500)
+    session = PromptSession.load(tmp_path / "clicks.csv")
+    session.normalization = {"method": "limits", "low": 0.0, "high": 1500.0}
+    model = load_model(checkpoint, device="cpu")
+    expected = run_session(session, image, mode="segment", model=model, precision="fp32")
+    assert (tifffile.imread(out) != expected).mean() < 1e-3
+    session.normalization = {"method": "auto"}
+    auto = run_session(session, image, mode="segment", model=model, precision="fp32")
+    assert (auto != expected).mean() > 0.01  # the limits were used
+    bad = cli("segment", tmp_path / "image.tif", "--out", tmp_path / "o", "--limits", 9, 9, check=False)
+    assert bad.returncode == 2 and "LOW must be below HIGH" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_bad_arguments_give_one_line_errors(tmp_path, checkpoint):
     result = cli("propagate", tmp_path / "missing.tif", "--prompts", tmp_path / "p.json", "--out", tmp_path / "o.tif", check=False)
     assert result.returncode == 2 and "napari-sam2: error" in result.stderr and "Traceback" not in result.stderr

@@ -20,6 +20,21 @@ def channel_options(p: argparse.ArgumentParser) -> None:
                    help="channels shown to the model as R, G, B (one: gray), e.g. 0 or 2,0,1")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="the image's axis holding channels (default: a last axis shorter than 32)")
+    p.add_argument("--limits", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="intensities mapped to black and white, as napari's contrast limits (default: "
+                        "the 'auto' rule); raise HIGH when masks come out larger than bright objects")
+
+
+def normalization_from_args(args):
+    """'auto', or the --limits given (checked: LOW below HIGH)."""
+    if args.limits is None:
+        return "auto"
+    low, high = args.limits
+    if not low < high:
+        raise ValueError(f"--limits {low:g} {high:g}: LOW must be below HIGH.")
+    from ..images.normalization import Normalization
+
+    return Normalization.from_limits(low, high)
 
 
 def channel_list(text: str) -> tuple[int, ...]:

@@ -28,9 +28,10 @@ def _embed(args) -> int:
     from ..images.io import is_stack, read_image
     from ..images.model_input import prepare_image
     from ..progress import TextProgress
-    from .common import load_from_args
+    from .common import load_from_args, normalization_from_args
 
     files = image_files(args.inputs)
+    normalization = normalization_from_args(args)
     store = embedding_store(args.cache if args.cache else True, args.max_gb)
     model = load_from_args(args)
     precision = args.precision or "auto"
@@ -38,10 +39,13 @@ def _embed(args) -> int:
     for path in files:
         image = read_image(path)
         if is_stack(image.shape):
-            source = FrameSource(image, axis=args.axis, channels=args.channels, channel_axis=args.channel_axis, prefetch=0)
+            source = FrameSource(
+                image, axis=args.axis, normalization=normalization, channels=args.channels,
+                channel_axis=args.channel_axis, prefetch=0,
+            )
             frames, count = source.get, len(source)
         else:
-            rgb = prepare_image(image, "auto", channels=args.channels, channel_axis=args.channel_axis)
+            rgb = prepare_image(image, normalization, channels=args.channels, channel_axis=args.channel_axis)
             frames, count = (lambda _i, rgb=rgb: rgb), 1
         computed = precompute_embeddings(
             store, model, frames, range(count), precision, progress=TextProgress(f"embed {path.name}", unit="frame")

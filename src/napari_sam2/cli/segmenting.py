@@ -14,6 +14,7 @@ from .common import (
     image_files,
     load_from_args,
     model_options,
+    normalization_from_args,
     output_path,
 )
 
@@ -77,6 +78,7 @@ def _segment(args) -> int:
     targets = [(f, out / name) for f, name in zip(files, names)]
     for _, target in targets:  # all checked before any work
         output_path(target, args.overwrite, files)
+    normalization = normalization_from_args(args)
     model = load_from_args(args)
     failures = []
     for source, target in targets:
@@ -85,7 +87,7 @@ def _segment(args) -> int:
             if args.channel_axis is not None:
                 image = np.moveaxis(np.asarray(image), args.channel_axis, -1)
             labels = segment_everything(
-                image, model, args.precision, progress=TextProgress(source.name, unit="batch"),
+                image, model, args.precision, normalization, progress=TextProgress(source.name, unit="batch"),
                 order=args.overlaps, stack_axis=0 if is_stack(image.shape) else None, channels=args.channels,
                 points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                 stability_score_thresh=args.stability_score_thresh, min_mask_region_area=args.min_area,
@@ -110,6 +112,9 @@ def _replay_options(args, session) -> dict:
         session.image["channels"] = list(args.channels)
     if args.channel_axis is not None:
         session.image["channel_axis"] = args.channel_axis
+    if args.limits is not None:
+        limits = normalization_from_args(args)
+        session.normalization = {"method": "limits", "low": limits.low[0], "high": limits.high[0]}
     return {
         "model": None if args.model is None else load_from_args(args),
         "stack_axis": args.axis,
