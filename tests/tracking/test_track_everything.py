@@ -334,6 +334,31 @@ def test_cli_track_writes_ctc_files_and_refuses_to_overwrite(tmp_path, capsys, m
     assert main(["track", str(frames), "--ctc", str(tmp_path / "fitted")]) == 0 and len(seen) == 3
 
 
+def test_cli_track_takes_contrast_limits(tmp_path, capsys, monkeypatch):
+    import tifffile
+
+    from napari_sam2.cli import main
+    from napari_sam2.images.normalization import Normalization
+
+    frames = tmp_path / "01"
+    frames.mkdir()
+    for t, frame in enumerate(crafted_movie()[:2]):
+        tifffile.imwrite(frames / f"t{t:03d}.tif", frame)
+    given = []
+
+    def tracked(frames, model, settings, normalization="auto", **kwargs):
+        given.append(normalization)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr("napari_sam2.tracking.everything.track_everything", tracked)
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "a"), "--limits", "100", "900"]) == 2
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "b")]) == 2
+    assert given == [Normalization.from_limits(100, 900), "auto"]
+    capsys.readouterr()
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "c"), "--limits", "900", "100"]) == 2
+    assert "LOW must be below HIGH" in capsys.readouterr().err and len(given) == 2
+
+
 def test_cli_track_refuses_an_existing_label_movie_before_any_work(tmp_path, capsys):
     import tifffile
 

@@ -20,6 +20,10 @@ def channel_options(p: argparse.ArgumentParser) -> None:
                    help="channels shown to the model as R, G, B (one: gray), e.g. 0 or 2,0,1")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="the image's axis holding channels (default: a last axis shorter than 32)")
+    limits_option(p)
+
+
+def limits_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limits", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="intensities mapped to black and white, as napari's contrast limits (default: "
                         "the 'auto' rule); raise HIGH when masks come out larger than bright objects")

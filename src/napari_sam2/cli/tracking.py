@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import at_least, model_options, output_path
+from .common import at_least, limits_option, model_options, normalization_from_args, output_path
 
 
 def register(sub) -> None:
@@ -14,6 +14,7 @@ def register(sub) -> None:
         "track", help="track every cell of a movie (divisions, lineage) into Cell Tracking Challenge files"
     )
     model_options(p)
+    limits_option(p)
     p.add_argument("frames", help="a folder of t*.tif frames (the challenge's layout) or a (T, H, W) stack file")
     p.add_argument("--ctc", required=True, metavar="OUT_DIR", help="output folder for maskNNN.tif and res_track.txt")
     p.add_argument("--csv", default=None, metavar="FILE", help="also write the track table (track_id, frame, y, x, parent)")
@@ -70,6 +71,7 @@ def _track(args) -> int:
         raise FileExistsError(f"{args.csv} already exists: choose another file or pass --overwrite.")
     if args.labels:
         output_path(Path(args.labels), args.overwrite, movie_files(args.frames))
+    normalization = normalization_from_args(args)
     frames = read_frames(args.frames)
     choices = dict(
         direction=args.direction, detect_every=args.detect_every, min_area=args.min_area, divisions=args.divisions,
@@ -79,7 +81,8 @@ def _track(args) -> int:
         choices["window"] = args.window or None
     settings = Settings(**choices)
     result = track_everything(
-        frames, load_from_args(args), settings, precision=args.precision, progress=TextProgress("tracking", unit="frame")
+        frames, load_from_args(args), settings, precision=args.precision, normalization=normalization,
+        progress=TextProgress("tracking", unit="frame"),
     )
     result.write_ctc(out, overwrite=args.overwrite)
     if args.csv:
