@@ -141,6 +141,23 @@ def test_panels_follow_the_choices_and_write_them(make_napari_viewer, qtbot, mod
 # ------------------------------------------------------------------ clicks reach the prompts
 
 
+def test_the_dock_shows_the_intensity_limits_it_uses(make_napari_viewer):
+    """The image line says which intensities become black and white, for the auto rule and for
+    the layer's contrast limits (what a user checks when masks swallow bright objects)."""
+    from napari_sam2.images.normalization import auto_normalization
+
+    viewer = make_napari_viewer()
+    data = nuclei()
+    layer = viewer.add_image(data, name="nuclei")
+    widget = dock(viewer, load_model=False)
+    panel = widget.image_panel
+    expected = auto_normalization(data)
+    assert f"intensities {expected.low[0]:.4g}-{expected.high[0]:.4g} shown black to white" in panel.info.text()
+    layer.contrast_limits = (250.0, 4000.0)
+    panel.normalization.setCurrentIndex(panel.normalization.findData("contrast"))
+    assert "intensities 250-4000 shown black to white" in panel.info.text()
+
+
 def test_first_click_counts_when_the_image_is_opened_after_the_dock(
     make_napari_viewer, qtbot, model, candidates
 ):

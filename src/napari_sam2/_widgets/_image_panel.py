@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
 from napari.layers import Image
 from qtpy.QtWidgets import (
     QComboBox,
@@ -25,7 +26,7 @@ from ._session import Session
 
 _tokens = itertools.count(1)
 NORMALIZATIONS = (
-    ("Percentiles of the whole stack (1-99.8 %)", "percentiles"),
+    ("Auto (whole stack: the objects' median at mid-grey)", "percentiles"),
     ("Layer contrast limits", "contrast"),
 )
 
@@ -70,8 +71,11 @@ class ImagePanel(QWidget):
         )
         self.normalization = choice_box(
             NORMALIZATIONS,
-            "How intensities become SAM 2 input: percentiles computed once over the whole stack, "
-            "or the layer's contrast limits as set now (press Re-read after changing them).",
+            "How intensities become SAM 2 input: the 'auto' rule, computed once over the whole stack "
+            "(the 1st percentile is black, twice the objects' median is white), or the layer's "
+            "contrast limits as set now (press Re-read after changing them). If masks come out "
+            "larger than bright objects, the objects are clipped white: raise the layer's upper "
+            "contrast limit and use it.",
         )
         self.reread = QPushButton("Re-read contrast limits")
         self.reread.clicked.connect(self.rebuild)
@@ -204,5 +208,24 @@ class ImagePanel(QWidget):
             text += f", {source.n_frames} planes along axis {source.stack_dim}"
         if source.channels is not None or source.channel_dim is not None:
             text += f", channels {source.channels or tuple(range(source.n_channels))}"
-        self.info.setText(text + ".")
+        limits = _limits_text(source, layer.data)
+        self.info.setText(text + (f"; {limits}" if limits else "") + ".")
         self.session.set_source(layer, source)
+
+
+IN_MEMORY_LIMIT = 512 * 2**20  # bytes: larger or lazy data shows its limits when first used
+
+
+def _limits_text(source: ImageSource, data: Any) -> str:
+    """'intensities 97-289 shown black to white' for in-memory images (computing the limits
+    reads at most ~2M sampled pixels); '' for lazy or very large data and 8-bit RGB."""
+    if not isinstance(data, np.ndarray) or data.nbytes > IN_MEMORY_LIMIT:
+        return ""
+    try:
+        norm = source.normalization()
+    except ImageInputError:
+        return ""
+    if norm.method == "uint8":
+        return ""
+    pairs = ", ".join(f"{lo:.4g}-{hi:.4g}" for lo, hi in zip(norm.low, norm.high))
+    return f"intensities {pairs} shown black to white"
