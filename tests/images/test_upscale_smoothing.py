@@ -59,10 +59,24 @@ def test_predictor_embeds_with_the_models_blur_and_the_cache_key_says_so():
 
 
 @pytest.mark.skipif(not int8_kernels_available(), reason="this PyTorch has no oneDNN int8 kernels")
-def test_an_int8_copy_answers_for_its_model():
+def test_an_int8_copy_follows_its_models_setting():
+    """The tracker's encoder holds an int8 copy made before the setting changed: the setting
+    still reaches its input and its cache key."""
+    from napari_sam2.engine.frame_features import FrameFeatures
+    from napari_sam2.engine.precision import INT8
+    from napari_sam2.images.frames import FrameSource
+
+    torch.manual_seed(0)
     model = build_model("sam2.1_hiera_test", device="cpu", image_size=128)
+    copy = int8_model(model)
+    frames = FrameSource((noisy(40)[None, ..., 0] * 1000).astype(np.uint16))
+    features = FrameFeatures(copy, frames, INT8, 1, None)
+    rgb = frames.get(0)
+    plain = features._encode([rgb]).embedding.clone()
+    key = embedding_key(copy, rgb, "int8")
     model.upscale_smoothing = 0.25
-    assert upscale_smoothing(int8_model(model)) == 0.25
+    assert not torch.allclose(features._encode([rgb]).embedding, plain, atol=1e-4)
+    assert embedding_key(copy, rgb, "int8") == embedding_key(model, rgb, "int8") != key
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/bbbc050 is absent")

@@ -88,7 +88,7 @@ def embedding_key(model: SAM2Model, rgb: np.ndarray, precision: str) -> str:
 def _input_options(model: SAM2Model) -> str:
     """What else changes the model's input: a blur before enlarging (only when set, so that the
     keys of models without it stay as they were)."""
-    smoothing = upscale_smoothing(model)
+    smoothing = upscale_smoothing(source_model(model))
     return f"upscale_smoothing={smoothing!r};" if smoothing else ""
 
 

@@ -14,6 +14,7 @@ from ..images.model_input import to_model_input, upscale_smoothing
 from ..modeling.sam2 import ImageFeatures, SAM2Model
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .precision import compute_precision
+from .quantize import source_model
 
 
 GRAYS_KEPT = 256  # frames whose low-res intensities are kept (64 KB each at 512 px input)
@@ -74,7 +75,7 @@ class FrameFeatures:
         return gray
 
     def _encode(self, rgbs: list[np.ndarray]) -> ImageFeatures:
-        model = self.model
-        x = to_model_input(rgbs[0], model.image_size, model.device, model.dtype, upscale_smoothing(model))
+        model, smoothing = self.model, upscale_smoothing(source_model(self.model))
+        x = to_model_input(rgbs[0], model.image_size, model.device, model.dtype, smoothing)
         with compute_precision(self.model.device, self.dtype):
             return self.model.encode_image(x)

@@ -139,9 +139,7 @@ def prepare_image(
 
 def upscale_smoothing(model: Any) -> float:
     """The model's blur per enlargement (`upscale_sigmas`), from its metadata; 0 when unset.
-    An int8 copy answers for the model it was made from."""
-    source = model.__dict__.get("_source")  # engine.quantize's weak reference
-    model = model if source is None or source() is None else source()
+    (Pass an int8 copy's `engine.quantize.source_model`, which holds the current setting.)"""
     return float(getattr(model, "upscale_smoothing", 0.0))
 
 

@@ -57,8 +57,8 @@ class TwoWayAttentionBlock(nn.Module):
         folded = folds(self.cross_attn_token_to_image, queries.shape[1])
         if projected is None:
             k = keys + key_pe
-            to_image = token_to_image if folded else Attention.__call__
-            attended = to_image(self.cross_attn_token_to_image, q, k, keys)
+            to_image = self.cross_attn_token_to_image
+            attended = token_to_image(to_image, q, k, keys) if folded else to_image(q, k, keys)
         else:
             b = queries.shape[0]
             key, value = projected.key.expand(b, -1, -1), projected.value.expand(b, -1, -1)
