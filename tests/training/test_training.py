@@ -265,3 +265,29 @@ def test_train_command_sizes_and_warmup(tmp_path, checkpoint):
     assert load_model(run / "best.pt", device="cpu", image_size=256).image_size == 256
     (run / "best.json").write_text("not json")
     assert load_model(run / "best.pt", device="cpu").image_size == 256  # the preset's
+
+
+def test_bf16_training_runs_its_forward_in_bf16_and_matches_fp32(tmp_path):
+    """precision="bf16": the forward passes run in bf16 (a linear layer's output), the weights
+    and optimiser stay fp32 and learn, and the step's loss is the fp32 loss within rounding."""
+    losses, dtypes = {}, []
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = build_model("sam2.1_hiera_test", device="cpu", image_size=128).eval()
+        before = model.sam_mask_decoder.iou_prediction_head.layers[0].weight.detach().clone()
+        config = TrainConfig(steps=2, eval_every=10, images_per_step=1, video_every=1, clip_frames=2, precision=precision)
+        trainer = Trainer(model, SyntheticData((96, 96)), tmp_path / precision, config, score=lambda m: 0.0)
+        hook = model.sam_mask_decoder.iou_prediction_head.layers[0].register_forward_hook(
+            lambda module, args, out: dtypes.append((precision, out.dtype))
+        )
+        stats = trainer.train_step()
+        hook.remove()
+        losses[precision] = stats["loss"]
+        weight = model.sam_mask_decoder.iou_prediction_head.layers[0].weight
+        assert weight.dtype == torch.float32 and not torch.equal(weight.detach(), before)
+        assert "video_mask" in stats and np.isfinite(stats["loss"])
+    assert {d for p, d in dtypes if p == "bf16"} == {torch.bfloat16}
+    assert {d for p, d in dtypes if p == "fp32"} == {torch.float32}
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * losses["fp32"]
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")

@@ -58,7 +58,9 @@ def segmentation_loss(
     target (B, H, W) float; present (B,) bool. With several masks only the best one (lowest
     focal + dice) learns the mask, as in SAM 2; every mask learns its IoU. For absent objects
     the mask learns to be empty (focal only), the IoU to be 0 and the presence score to be low.
+    The loss is computed in fp32 whatever the logits' dtype (bf16 training).
     """
+    logits = logits.float()
     target = target[:, None].to(logits.dtype)
     present_f = present.to(logits.dtype)
     focal = focal_loss(logits, target)
