@@ -2,8 +2,9 @@
 `index.csv` with a `modality` column, as in ../shared/data/dsb2018) and a mix of sources.
 
 Augmentations are the ones that carry over to unseen microscopes: scale 0.5-2x, crops of large
-images, the intensity rule's natural variation (limits jittered so objects saturate or dim),
-noise and blur; flips, quarter turns and gamma come later, for every source (`batches.augment`).
+images, some objects of gray images dimmed (cells that express less: a tenth of their neighbours'
+brightness is common in time-lapse fluorescence), the intensity rule's natural variation
+(limits jittered so objects saturate or dim), noise and blur; flips, quarter turns and gamma come later, for every source (`batches.augment`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class LabelledDataset:
         if not self.augment:
             return raw, labels
         raw, labels = _scaled_crop(raw, labels, rng, self.crop, self.scale)
+        if raw.ndim == 2 and rng.random() < DIMMED_IMAGES:
+            raw = dimmed_objects(raw, labels, rng)
         rgb = prepare_image(raw, jittered(auto_normalization(raw), rng))
         return _noise_and_blur(rgb, rng), labels
 
@@ -131,6 +134,31 @@ def _scaled_crop(raw, labels, rng, crop: int, scale: tuple[float, float]):
         raw = resize(raw, out + raw.shape[2:], order=1, preserve_range=True, anti_aliasing=s < 1).astype(np.float32)
         labels = resize(labels, out, order=0, preserve_range=True, anti_aliasing=False).astype(np.uint32)
     return raw, labels
+
+
+DIMMED_IMAGES = 0.3  # share of gray training images with some objects dimmed
+
+
+def dimmed_objects(
+    raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator, share: float = 0.4,
+    factors: tuple[float, float] = (0.08, 0.6), halo: int = 2,
+) -> np.ndarray:
+    """A gray image (float32) whose objects (each with chance `share`, grown by `halo` px for
+    their blur) keep only a factor (log-uniform in `factors`) of their brightness above the
+    background (the image's 5th percentile)."""
+    from skimage.segmentation import expand_labels
+
+    ids = np.unique(labels[labels > 0])
+    chosen = ids[rng.random(len(ids)) < share]
+    out = raw.astype(np.float32)
+    if not len(chosen):
+        return out
+    background = float(np.percentile(out, 5))
+    grown = expand_labels(labels, halo)
+    factor = np.ones(int(labels.max()) + 1, np.float32)
+    factor[chosen] = np.exp(rng.uniform(np.log(factors[0]), np.log(factors[1]), len(chosen)))
+    scale = factor[grown]
+    return background + (out - background) * scale
 
 
 def _noise_and_blur(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
