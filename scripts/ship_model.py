@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--calibrate-limit", type=int, default=20, help="validation images used for that")
     parser.add_argument("--shared", type=Path, help="the shared real data folder to measure on (after calibration)")
     parser.add_argument("--skip-report", action="store_true", help="keep the metrics of the run's best.json")
+    parser.add_argument("--pred-iou", type=float, nargs="+", default=PRED_IOU, help="predicted-IoU filters tried")
+    parser.add_argument("--stability", type=float, nargs="+", default=STABILITY, help="stability filters tried")
     args = parser.parse_args()
     best = args.run_dir / "best.pt"
     metadata = json.loads(best.with_suffix(".json").read_text())
@@ -49,7 +51,7 @@ def main() -> None:
     model = load_model(best, device="cpu")
     if args.calibrate:
         samples = load_samples(args.calibrate, limit=args.calibrate_limit)
-        filters, table = calibrate_filters(model, samples, PRED_IOU, STABILITY)
+        filters, table = calibrate_filters(model, samples, tuple(args.pred_iou), tuple(args.stability))
         metadata["segment_everything"] = {
             **filters, "chosen_on": f"{len(samples)} images of {args.calibrate.name}", "grid": table,
         }
@@ -69,6 +71,11 @@ def main() -> None:
     )
     if args.note:
         metadata["note"] = args.note
+    installed = WEIGHTS / f"{SHIPPED_MODEL}.json"
+    if installed.is_file():  # the model it replaces: its figures, and notes on settings it passed on
+        before = json.loads(installed.read_text())
+        metadata["previous_real_metrics"] = before.get("real_metrics")
+        metadata.update({k: v for k, v in before.items() if k.endswith("_note") and k[: -len("_note")] in metadata})
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(best, WEIGHTS / f"{SHIPPED_MODEL}.pt")
     (WEIGHTS / f"{SHIPPED_MODEL}.json").write_text(json.dumps(metadata, indent=2) + "\n")

@@ -10,7 +10,8 @@ from napari_sam2 import ImagePredictor, load_model
 from napari_sam2.checkpoints.cache import CACHE_ENV
 from napari_sam2.engine.apply_prompts import segment_object
 from napari_sam2.engine.predictor import PromptError
-from napari_sam2.engine.zoom import check_window, paste_masks, prompt_extent, zoom_window
+from napari_sam2.engine import zoom as zoom_module
+from napari_sam2.engine.zoom import brightening, check_window, paste_masks, prompt_extent, zoom_window
 from napari_sam2.images.model_input import prepare_image
 from napari_sam2.synthetic import nuclei_image
 from napari_sam2.training.evaluate import iou
@@ -41,6 +42,25 @@ def test_extent_and_paste():
     assert full.shape == (3, 6, 8) and full.sum() == 24 and full[:, 2:4, 1:5].all()
     with pytest.raises(ValueError, match="not inside"):
         check_window((0, 0, 9, 4), (6, 8))
+
+
+def test_brightening_puts_a_dim_object_at_mid_grey_in_steps():
+    image = np.full((40, 60, 3), 0.02, np.float32)
+    image[10:20, 10:20] = 0.05  # a dim object
+    image[25:35, 40:50] = 0.6  # a bright one
+    # 0.5 / 0.05 = 10 -> the nearest power of sqrt(2): 2 ** 3.5
+    assert brightening(image, np.array([[15.0, 15.0]]), None, None) == pytest.approx(2**3.5)
+    assert brightening(image, np.array([[45.0, 30.0]]), None, None) == 1.0  # bright: as it is
+    # a negative click on the bright object does not count; a box's middle half does
+    assert brightening(image, np.array([[15.0, 15.0], [45.0, 30.0]]), np.array([1, 0]), None) == pytest.approx(2**3.5)
+    assert brightening(image, None, None, np.array([8, 8, 22, 22])) == pytest.approx(2**3.5)
+    assert brightening(image, None, None, np.array([38, 23, 52, 37])) == 1.0
+    # a correction click on the same object keeps the step (and the crop's embedding)
+    image[16, 16] = 0.06
+    assert brightening(image, np.array([[15.0, 15.0], [16.0, 16.0]]), None, None) == pytest.approx(2**3.5)
+    black = np.zeros((8, 8, 3), np.float32)
+    assert brightening(black, np.array([[4.0, 4.0]]), None, None) == 1.0  # nothing to brighten
+    assert brightening(image, None, None, None) == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +206,69 @@ def test_prompt_command_zoom_flag(model, small_nuclei, tmp_path):
     assert np.mean([iou(found["--zoom"] == i, labels == i) for i in objects]) > np.mean(
         [iou(found["--no-zoom"] == i, labels == i) for i in objects]
     )
+
+
+def test_zoom_brightens_a_dim_nucleus_beside_bright_ones(model, monkeypatch):
+    """Nuclei a fifth as bright as their neighbours above the background (as in time-lapse
+    fluorescence): the limits of the whole image show them nearly black, and a zoomed click
+    segments them on a crop brightened to mid-grey. Measured: 0.81 brightened, 0.71 without (at a
+    tenth: 0.61 and 0.36)."""
+    image, labels = nuclei_image((512, 512), 10, seed=3, radius=(14, 20))
+    raw = image.astype(np.float32)
+    background = float(np.percentile(raw, 5))
+    dim = [1, 4, 7]  # a few: the limits follow the bright majority
+    for obj in dim:
+        where = labels == obj
+        raw[where] = background + 0.2 * (raw[where] - background)
+    predictor = ImagePredictor(model, precision="fp32")
+
+    def mean_click_iou():
+        predictor.set_image(raw)
+        values = []
+        for obj in dim:
+            target = labels == obj
+            result = predictor.predict(points=centre_click(target)[None], zoom=True)
+            values.append(iou(result.masks[result.best], target))
+        return float(np.mean(values))
+
+    brightened = mean_click_iou()
+    monkeypatch.setattr(zoom_module, "DIM_LEVEL", 0.0)
+    as_shown = mean_click_iou()
+    assert brightened >= 0.75 and brightened >= as_shown + 0.05, (brightened, as_shown)
+
+
+def test_zoom_brightens_the_dim_nuclei_of_a_real_time_lapse(model, monkeypatch):
+    """Fluo-N2DH-GOWT1 01 (../shared/data): most cells with full segmentation truth are a tenth
+    as bright as the others. A zoomed click on each, with the movie's 'auto' limits: measured
+    0.70 brightened, 0.40 without (13 cells of 8 frames)."""
+    import glob
+    from pathlib import Path
+
+    import tifffile
+
+    from napari_sam2.images.normalization import auto_normalization
+
+    root = Path(__file__).resolve().parents[3] / "shared" / "data" / "ctc" / "Fluo-N2DH-GOWT1"
+    if not (root / "01_GT" / "SEG").is_dir():
+        pytest.skip("../shared/data is not here (a user's clone)")
+    frames = np.stack([tifffile.imread(root / "01" / f"t{t:03d}.tif") for t in range(0, 92, 4)])
+    limits = auto_normalization(frames)
+    predictor = ImagePredictor(model, precision="fp32")
+    cases = []
+    for path in sorted(glob.glob(str(root / "01_GT" / "SEG" / "man_seg*.tif")))[:8]:
+        seg = tifffile.imread(path)
+        frame = tifffile.imread(root / "01" / f"t{int(path[-7:-4]):03d}.tif")
+        cases += [(frame, seg == obj) for obj in np.unique(seg[seg > 0])]
+
+    def mean_click_iou():
+        values = []
+        for frame, target in cases:
+            predictor.set_image(frame, normalization=limits)
+            result = predictor.predict(points=centre_click(target)[None], zoom=True)
+            values.append(iou(result.masks[result.best], target))
+        return float(np.mean(values))
+
+    brightened = mean_click_iou()
+    monkeypatch.setattr(zoom_module, "DIM_LEVEL", 0.0)
+    as_shown = mean_click_iou()
+    assert brightened >= 0.62 and brightened >= as_shown + 0.2, (brightened, as_shown)

@@ -24,7 +24,7 @@ from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
 from .quantize import model_for_precision
 from .upscale import upscaled_masks
-from .zoom import Window, check_window, in_window, paste_masks, prompt_extent, zoom_window
+from .zoom import Window, brightening, check_window, in_window, paste_masks, prompt_extent, zoom_window
 
 STABILITY_OFFSET = 1.0
 
@@ -91,7 +91,7 @@ class ImagePredictor:
         self.embedding_store = embedding_store  # embeddings on disk, reused across sessions
         self._embedding: ImageEmbedding | None = None
         self._image: np.ndarray | None = None  # prepared RGB (float16), for zooming
-        self._zoomed: tuple[Window, ImageEmbedding] | None = None
+        self._zoomed: tuple[tuple[Window, float], ImageEmbedding] | None = None
         self._restored: ImageEmbedding | None = None  # the embedding last given to set_embedding
         # The decoder's inputs in the model's dtype for the last embedding decoded, and the grid's
         # position encoding: made once per image, not on every click.
@@ -235,6 +235,7 @@ class ImagePredictor:
                 "set_embedding(embedding, image=prepare_image(image))."
             )
         h, w = emb.image_hw
+        gain = brightening(self._image, points, labels, box)
         if zoom is True:
             if mask_input is not None:
                 raise PromptError(
@@ -242,6 +243,8 @@ class ImagePredictor:
                     "pass zoom=that_prediction.window instead of zoom=True."
                 )
             window = self._auto_window(emb, points, labels, box, multimask_output)
+            if window is None and gain > 1.0:  # not enlarged, but dim: the whole image brightened
+                window = (0, 0, w, h)
             if window is None:  # zooming would not enlarge the object
                 return self.predict(points, labels, box, None, multimask_output)
         else:
@@ -257,7 +260,7 @@ class ImagePredictor:
             points = in_window(pts, window)
         if box is not None:
             box = in_window(np.asarray(box, dtype=np.float64).reshape(-1), window)
-        crop = self._window_embedding(window)
+        crop = self._window_embedding(window, gain)
         coords, point_labels = self._prompt_points(crop, points, labels, box)
         result = _squeeze_batch(self._decode(crop, coords, point_labels, self._mask_prompt(mask_input), multimask_output))
         found = result.masks.any(axis=(-2, -1))[:, None]
@@ -278,12 +281,15 @@ class ImagePredictor:
                 mask_box = first.boxes[first.best]
         return zoom_window(prompt_extent(pts, None if boxes is None else boxes[0], mask_box), (h, w), self.model.image_size)
 
-    def _window_embedding(self, window: Window) -> ImageEmbedding:
-        """The embedding of a crop of the current image (the last one is kept)."""
-        if self._zoomed is None or self._zoomed[0] != window:
+    def _window_embedding(self, window: Window, gain: float = 1.0) -> ImageEmbedding:
+        """The embedding of a crop of the current image, brightened by `gain` (the last one is
+        kept)."""
+        if self._zoomed is None or self._zoomed[0] != (window, gain):
             x0, y0, x1, y1 = window
             crop = np.ascontiguousarray(self._image[y0:y1, x0:x1], dtype=np.float32)
-            self._zoomed = (window, self.embed_prepared([crop])[0])
+            if gain != 1.0:
+                crop = np.clip(crop * np.float32(gain), 0.0, 1.0)
+            self._zoomed = ((window, gain), self.embed_prepared([crop])[0])
         return self._zoomed[1]
 
     def _prompt_points(self, emb: ImageEmbedding, points, labels, box):

@@ -5,6 +5,10 @@ object a few percent of a large image wide gets a mask a few pixels across. Zoom
 square window around the object (`CONTEXT` times its extent, so that the model still sees its
 surroundings), embeds the crop, decodes the same prompts there and pastes the mask into the
 image. Windows are (x0, y0, x1, y1) pixels of the image, like boxes.
+
+A dim object (its pixels under the prompt below DIM_LEVEL of the image's intensity range, e.g.
+a nucleus that expresses a tenth as much as its neighbours, which one set of limits for the
+whole image shows nearly black) is segmented on its crop brightened to put it at mid-grey.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ Window = tuple[int, int, int, int]
 CONTEXT = 8.0  # the window's side, in object extents
 MAX_UPSAMPLING = 2.0  # a window is at least image_size / 2 pixels wide: crops are enlarged <= 2x
 MIN_GAIN = 1.1  # zoom only when the object gets at least 10% more mask pixels across
+DIM_LEVEL = 0.25  # an object whose prompted pixels are darker than this (of [0, 1]) is brightened
+MAX_BRIGHTENING = 16.0
+LEVEL_RADIUS = 3  # pixels around a click whose median is the object's level
 
 
 def zoom_window(extent: np.ndarray, image_hw: tuple[int, int], image_size: int) -> Window | None:
@@ -77,3 +84,33 @@ def paste_masks(masks: np.ndarray, window: Window, image_hw: tuple[int, int]) ->
     full = np.zeros((*masks.shape[:-2], *image_hw), dtype=bool)
     full[..., y0:y1, x0:x1] = masks
     return full
+
+
+def brightening(image: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None) -> float:
+    """The factor (1 or more) that brings a dim object to mid-grey in its crop: 0.5 over its
+    level, the median of the prepared (H, W, 3) [0, 1] image around its positive clicks (or,
+    without them, in the middle half of its box), in steps of sqrt(2) so that a correction
+    click on the same object keeps the crop it was decoded in; 1 for an object brighter than
+    DIM_LEVEL."""
+    h, w = image.shape[:2]
+    regions = []
+    if points is not None and len(points):
+        positive = np.ones(len(points), bool) if labels is None else np.asarray(labels).reshape(-1) == 1
+        for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2)[positive]:
+            col, row = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
+            r = LEVEL_RADIUS
+            regions.append(image[max(row - r, 0) : row + r + 1, max(col - r, 0) : col + r + 1])
+    if not regions and box is not None:
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(-1)[:4])
+        dx, dy = (x1 - x0) / 4, (y1 - y0) / 4
+        r0, r1 = int(max(y0 + dy, 0)), int(min(max(y1 - dy, y0 + dy + 1), h))
+        c0, c1 = int(max(x0 + dx, 0)), int(min(max(x1 - dx, x0 + dx + 1), w))
+        regions.append(image[r0:r1, c0:c1])
+    values = [np.asarray(r, dtype=np.float32).reshape(-1, r.shape[-1]).mean(-1) for r in regions if r.size]
+    if not values:
+        return 1.0
+    level = float(np.median(np.concatenate(values)))
+    if level >= DIM_LEVEL or level <= 0.0:
+        return 1.0
+    steps = round(2 * math.log2(0.5 / level))
+    return float(min(2.0 ** (steps / 2), MAX_BRIGHTENING))
