@@ -88,10 +88,12 @@ class SegmentPanel(QWidget):
         self.object_info = QLabel()
         self.object_info.setWordWrap(True)
         self.object_info.setStyleSheet("color: gray;")
-        self.zoom = QCheckBox("Zoom in on small objects")
+        self.zoom = QCheckBox("Zoom in on small or dim objects")
         self.zoom.setToolTip(
             "Segment each object on an enlarged crop around it (embedded on the fly) and paste "
-            "the mask back: finer masks for objects small in the image, slower per preview."
+            "the mask back: finer masks for objects small in the image, slower per preview. "
+            "A dim object (darker than a quarter of the intensity range where clicked) is "
+            "segmented on its crop brightened to mid-grey."
         )
         _bind.check(self.zoom, session.choices, "zoom")
         self.picker = MaskPromptPicker(session)
