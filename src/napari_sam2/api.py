@@ -87,14 +87,16 @@ def _normalization(
     if method == "none":
         return None
     if method == "limits":
-        return Normalization.from_limits(spec["low"], spec["high"])
-    if method in ("auto", "percentiles"):
-        if method == "auto":
-            return auto_normalization(data, channels=channels, channel_axis=channel_axis)
-        return Normalization.from_percentiles(
+        norm = Normalization.from_limits(spec["low"], spec["high"])
+    elif method == "auto":
+        norm = auto_normalization(data, channels=channels, channel_axis=channel_axis)
+    elif method == "percentiles":
+        norm = Normalization.from_percentiles(
             data, spec.get("low", 1.0), spec.get("high", 99.8), channels=channels, channel_axis=channel_axis
         )
-    raise PromptsFileError(f"unknown normalization method {method!r}: use auto, percentiles, limits or none.")
+    else:
+        raise PromptsFileError(f"unknown normalization method {method!r}: use auto, percentiles, limits or none.")
+    return norm.with_gamma(spec["gamma"]) if "gamma" in spec else norm
 
 
 def segment_everything(

@@ -113,6 +113,13 @@ def test_limits_replace_the_auto_rule(tmp_path, checkpoint):
     session.normalization = {"method": "auto"}
     auto = run_session(session, image, mode="segment", model=model, precision="fp32")
     assert (auto != expected).mean() > 0.01  # the limits were used
+    # --gamma with the limits: what the API gives with the same limits and gamma
+    out = tmp_path / "gamma.tif"
+    cli("prompt", tmp_path / "image.tif", "--prompts", tmp_path / "clicks.csv", "--out", out,
+        "--model", checkpoint, "--precision", "fp32", "--limits", 0, 1500, "--gamma", 0.5)
+    session.normalization = {"method": "limits", "low": 0.0, "high": 1500.0, "gamma": 0.5}
+    brightened = run_session(session, image, mode="segment", model=model, precision="fp32")
+    assert (tifffile.imread(out) != brightened).mean() < 1e-3 and (brightened != expected).mean() > 0.01
     bad = cli("segment", tmp_path / "image.tif", "--out", tmp_path / "o", "--limits", 9, 9, check=False)
     assert bad.returncode == 2 and "LOW must be below HIGH" in bad.stderr and "Traceback" not in bad.stderr
 

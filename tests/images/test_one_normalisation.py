@@ -86,3 +86,23 @@ def test_batch_uses_the_rule(stack, model, monkeypatch, tmp_path):
     tifffile.imwrite(tmp_path / "in" / "stack.tif", stack)
     run_batch(tmp_path / "in", tmp_path / "out", model=model, points_per_side=4)
     assert seen and all(n == auto_normalization(stack) for n in seen)
+
+
+def test_gamma_raises_the_scaled_values_as_napari_shows_them(stack):
+    """gamma (napari's layer gamma) after the limits: 0.5 lifts a value at a tenth of the range
+    to 0.32 and leaves black and white alone; every way in (limits, auto, prompts-file spec)
+    carries it; a non-positive gamma is refused with the fix."""
+    from napari_sam2.api import _normalization
+    from napari_sam2.images.checks import ImageInputError
+
+    image = np.array([[0.0, 100.0], [1000.0, 2000.0]], np.float32)[..., None]
+    out = Normalization.from_limits(0, 1000, gamma=0.5).apply(image)[..., 0]
+    np.testing.assert_allclose(out, [[0.0, 0.1**0.5], [1.0, 1.0]], rtol=1e-6)
+    auto = auto_normalization(stack)
+    assert auto.with_gamma(0.5).low == auto.low and auto.with_gamma(0.5).gamma == 0.5
+    assert _normalization({"method": "auto", "gamma": 0.5}, stack) == auto.with_gamma(0.5)
+    assert _normalization({"method": "limits", "low": 0, "high": 9, "gamma": 2}, stack) == Normalization.from_limits(0, 9, 2)
+    assert _normalization({"method": "auto"}, stack).gamma == 1.0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ImageInputError, match="positive number"):
+            Normalization.from_limits(0, 1, gamma=bad)

@@ -354,9 +354,18 @@ def test_cli_track_takes_contrast_limits(tmp_path, capsys, monkeypatch):
     assert main(["track", str(frames), "--ctc", str(tmp_path / "a"), "--limits", "100", "900"]) == 2
     assert main(["track", str(frames), "--ctc", str(tmp_path / "b")]) == 2
     assert given == [Normalization.from_limits(100, 900), "auto"]
+    # --gamma: with the limits given, or with the movie's 'auto' limits
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "g"), "--limits", "100", "900", "--gamma", "0.5"]) == 2
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "h"), "--gamma", "0.5"]) == 2
+    from napari_sam2.images.ctc import FrameFolder
+    from napari_sam2.images.normalization import auto_normalization
+
+    assert given[2:] == [Normalization.from_limits(100, 900, 0.5), auto_normalization(FrameFolder(frames)).with_gamma(0.5)]
     capsys.readouterr()
     assert main(["track", str(frames), "--ctc", str(tmp_path / "c"), "--limits", "900", "100"]) == 2
-    assert "LOW must be below HIGH" in capsys.readouterr().err and len(given) == 2
+    assert "LOW must be below HIGH" in capsys.readouterr().err and len(given) == 4
+    assert main(["track", str(frames), "--ctc", str(tmp_path / "c"), "--gamma", "0"]) == 2
+    assert "positive number" in capsys.readouterr().err and len(given) == 4
 
 
 def test_cli_track_refuses_an_existing_label_movie_before_any_work(tmp_path, capsys):

@@ -156,6 +156,16 @@ def test_the_dock_shows_the_intensity_limits_it_uses(make_napari_viewer):
     layer.contrast_limits = (250.0, 4000.0)
     panel.normalization.setCurrentIndex(panel.normalization.findData("contrast"))
     assert "intensities 250-4000 shown black to white" in panel.info.text()
+    # the layer's gamma goes with its limits (press Re-read after changing either)
+    layer.gamma = 0.5
+    panel.reread.click()
+    source = widget.session.source
+    assert "intensities 250-4000 shown black to white, gamma 0.5" in panel.info.text()
+    assert source.normalization().gamma == 0.5
+    from napari_sam2.images.model_input import prepare_image
+
+    expected = np.clip((data[1].astype(np.float32) - 250) / 3750, 0, 1) ** 0.5
+    np.testing.assert_allclose(prepare_image(data[1], source.normalization())[..., 0], expected, atol=1e-6)
 
 
 def test_first_click_counts_when_the_image_is_opened_after_the_dock(

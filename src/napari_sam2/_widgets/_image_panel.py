@@ -73,11 +73,12 @@ class ImagePanel(QWidget):
             NORMALIZATIONS,
             "How intensities become SAM 2 input: the 'auto' rule, computed once over the whole stack "
             "(the 1st percentile is black, twice the objects' median is white), or the layer's "
-            "contrast limits as set now (press Re-read after changing them). If masks come out "
-            "larger than bright objects, the objects are clipped white: raise the layer's upper "
-            "contrast limit and use it.",
+            "contrast limits and gamma as set now (press Re-read after changing them). If masks "
+            "come out larger than bright objects, the objects are clipped white: raise the layer's "
+            "upper contrast limit and use it. If dim objects are missed, lower the layer's gamma "
+            "(e.g. 0.5) and use it.",
         )
-        self.reread = QPushButton("Re-read contrast limits")
+        self.reread = QPushButton("Re-read contrast limits and gamma")
         self.reread.clicked.connect(self.rebuild)
         self.info = QLabel()
         self.info.setWordWrap(True)
@@ -195,6 +196,7 @@ class ImagePanel(QWidget):
                 stack_dim=self.stack_axis.currentData(),
                 normalization_mode=self.normalization.currentData(),
                 contrast_limits=tuple(layer.contrast_limits),
+                gamma=float(layer.gamma),
                 token=next(_tokens),
             )
         except ImageInputError as err:
@@ -228,4 +230,5 @@ def _limits_text(source: ImageSource, data: Any) -> str:
     if norm.method == "uint8":
         return ""
     pairs = ", ".join(f"{lo:.4g}-{hi:.4g}" for lo, hi in zip(norm.low, norm.high))
-    return f"intensities {pairs} shown black to white"
+    gamma = f", gamma {norm.gamma:.3g}" if norm.gamma != 1.0 else ""
+    return f"intensities {pairs} shown black to white{gamma}"

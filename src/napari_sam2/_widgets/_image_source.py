@@ -27,8 +27,8 @@ class ImageSource:
 
     rgb: the last data axis holds colours (napari's `rgb` layers); channel_dim: a leading dim that
     holds channels (e.g. 0 for (C, Z, Y, X)); channels: the 1-3 channel indices used as R, G, B;
-    stack_dim: the dim that propagation runs along; contrast_limits: used when
-    normalization_mode == 'contrast'.
+    stack_dim: the dim that propagation runs along; contrast_limits and gamma (the layer's):
+    used when normalization_mode == 'contrast'.
     """
 
     data: Any = field(repr=False)
@@ -38,6 +38,7 @@ class ImageSource:
     stack_dim: int | None = None
     normalization_mode: str = "percentiles"
     contrast_limits: tuple[float, float] | None = None
+    gamma: float = 1.0
     token: int = 0
     _normalization: Normalization | None = field(default=None, repr=False)
 
@@ -211,7 +212,7 @@ class ImageSource:
                     "The layer has no contrast limits; use percentile normalisation."
                 )
             low, high = (float(v) for v in self.contrast_limits)
-            return Normalization.from_limits(low, high)
+            return Normalization.from_limits(low, high, self.gamma)
         channel_axis = len(self.data.shape) - 1 if self.rgb else self.channel_dim
         return auto_normalization(self.data, channels=self.channels or None, channel_axis=channel_axis)
 

@@ -128,6 +128,7 @@ def build_session(
         "method": "limits",
         "low": list(norm.low),
         "high": list(norm.high),
+        **({"gamma": norm.gamma} if norm.gamma != 1.0 else {}),
         "from": source.normalization_mode,
     }
     session.mode = mode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..batch.inputs import is_output
@@ -27,18 +28,29 @@ def limits_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limits", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="intensities mapped to black and white, as napari's contrast limits (default: "
                         "the 'auto' rule); raise HIGH when masks come out larger than bright objects")
+    p.add_argument("--gamma", type=float, default=None, metavar="G",
+                   help="raise the scaled intensities to this power, as napari's layer gamma (with "
+                        "--limits or the 'auto' ones); below 1, e.g. 0.5, shows dim objects")
 
 
-def normalization_from_args(args):
-    """'auto', or the --limits given (checked: LOW below HIGH)."""
+def normalization_from_args(args, data=None, channels=None, channel_axis=None):
+    """'auto', or the --limits given (checked: LOW below HIGH), with --gamma; --gamma alone
+    takes the 'auto' limits of `data` (a prompts-file spec where no data is given)."""
+    from ..images.normalization import Normalization, auto_normalization
+
+    gamma = getattr(args, "gamma", None)
+    if gamma is not None and not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"--gamma {gamma:g}: give a positive number (1: linear; below 1 brightens dim objects).")
     if args.limits is None:
-        return "auto"
+        if gamma is None or gamma == 1.0:
+            return "auto"
+        if data is None:
+            return {"method": "auto", "gamma": gamma}
+        return auto_normalization(data, channels=channels, channel_axis=channel_axis).with_gamma(gamma)
     low, high = args.limits
     if not low < high:
         raise ValueError(f"--limits {low:g} {high:g}: LOW must be below HIGH.")
-    from ..images.normalization import Normalization
-
-    return Normalization.from_limits(low, high)
+    return Normalization.from_limits(low, high, 1.0 if gamma is None else gamma)
 
 
 def channel_list(text: str) -> tuple[int, ...]:

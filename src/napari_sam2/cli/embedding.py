@@ -38,6 +38,9 @@ def _embed(args) -> int:
     total = 0
     for path in files:
         image = read_image(path)
+        if args.gamma is not None and args.limits is None:  # the 'auto' limits of this file
+            axis = args.channel_axis
+            normalization = normalization_from_args(args, image, args.channels, axis)
         if is_stack(image.shape):
             source = FrameSource(
                 image, axis=args.axis, normalization=normalization, channels=args.channels,

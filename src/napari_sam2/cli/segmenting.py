@@ -86,6 +86,8 @@ def _segment(args) -> int:
             image = read_image(source)
             if args.channel_axis is not None:
                 image = np.moveaxis(np.asarray(image), args.channel_axis, -1)
+            if args.gamma is not None and args.limits is None:  # the 'auto' limits of this file
+                normalization = normalization_from_args(args, image, args.channels)
             labels = segment_everything(
                 image, model, args.precision, normalization, progress=TextProgress(source.name, unit="batch"),
                 order=args.overlaps, stack_axis=0 if is_stack(image.shape) else None, channels=args.channels,
@@ -114,7 +116,12 @@ def _replay_options(args, session) -> dict:
         session.image["channel_axis"] = args.channel_axis
     if args.limits is not None:
         limits = normalization_from_args(args)
-        session.normalization = {"method": "limits", "low": limits.low[0], "high": limits.high[0]}
+        session.normalization = {
+            "method": "limits", "low": limits.low[0], "high": limits.high[0], "gamma": limits.gamma,
+        }
+    elif args.gamma is not None:  # the file's limits (or 'auto') with this gamma
+        normalization_from_args(args)  # checks it
+        session.normalization = {**(session.normalization or {"method": "auto"}), "gamma": args.gamma}
     return {
         "model": None if args.model is None else load_from_args(args),
         "stack_axis": args.axis,

@@ -71,8 +71,8 @@ def _track(args) -> int:
         raise FileExistsError(f"{args.csv} already exists: choose another file or pass --overwrite.")
     if args.labels:
         output_path(Path(args.labels), args.overwrite, movie_files(args.frames))
-    normalization = normalization_from_args(args)
     frames = read_frames(args.frames)
+    normalization = normalization_from_args(args, frames)
     choices = dict(
         direction=args.direction, detect_every=args.detect_every, min_area=args.min_area, divisions=args.divisions,
         fit_to_blobs=args.fit_to_blobs,

@@ -6,6 +6,7 @@ or are given (e.g. napari's contrast limits); one `Normalization` serves every s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -172,12 +173,15 @@ class Normalization:
 
     Reuse one object for every slice of a stack so the same object gets the same input values.
     Values are clipped to [0, 1]; a channel with low == high becomes a step (x > low -> 1).
+    gamma: the scaled values are raised to this power, as napari's layer gamma shows them
+    (below 1 brightens dim objects without saturating bright ones).
     """
 
     low: tuple[float, ...]
     high: tuple[float, ...]
     method: str = "limits"
     detail: str = ""
+    gamma: float = 1.0
 
     def __post_init__(self) -> None:
         low, high = _as_limits(self.low, "low"), _as_limits(self.high, "high")
@@ -198,6 +202,10 @@ class Normalization:
                 )
         if self.method not in _METHODS:
             raise ImageInputError(f"Normalization method {self.method!r} is not one of {_METHODS}.")
+        gamma = float(self.gamma)
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise ImageInputError(f"Normalization gamma={self.gamma} must be a positive number (1: linear).")
+        object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -207,10 +215,14 @@ class Normalization:
 
     @classmethod
     def from_limits(
-        cls, low: float | Sequence[float], high: float | Sequence[float]
+        cls, low: float | Sequence[float], high: float | Sequence[float], gamma: float = 1.0
     ) -> Normalization:
-        """Fixed limits, e.g. napari's: `Normalization.from_limits(*layer.contrast_limits)`."""
-        return cls(low=low, high=high, method="limits", detail="given limits")
+        """Fixed limits, e.g. napari's: `Normalization.from_limits(*layer.contrast_limits, layer.gamma)`."""
+        return cls(low=low, high=high, method="limits", detail="given limits", gamma=gamma)
+
+    def with_gamma(self, gamma: float) -> Normalization:
+        """The same limits with another gamma."""
+        return dataclasses.replace(self, gamma=gamma)
 
     @classmethod
     def identity_uint8(cls) -> Normalization:
@@ -281,6 +293,8 @@ class Normalization:
                 out[..., c] = np.clip((channel - lows[c]) / span, 0.0, 1.0)
             else:
                 out[..., c] = channel > lows[c]
+        if self.gamma != 1.0:
+            np.power(out, np.float32(self.gamma), out=out)
         return out
 
 
