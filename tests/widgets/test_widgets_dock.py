@@ -508,3 +508,21 @@ def test_redo_and_next_candidate_are_plugin_commands(make_napari_viewer, qtbot, 
     widget.undo()
     commands.execute_command("napari-sam2.redo").result()
     assert labels.data.any()
+
+
+def test_a_click_on_a_dim_object_says_how_to_segment_it(make_napari_viewer, qtbot, model, candidates):
+    """A nucleus a tenth as bright as the others reaches the model nearly black: the preview's
+    status says so and names the two fixes; with zoom on (which brightens it) it does not."""
+    data = nuclei()
+    yy, xx = np.mgrid[:96, :96]
+    data[:, (yy - 80) ** 2 + (xx - 16) ** 2 < 8**2] = 500  # dim: 300 -> 500 where bright is 2300
+    viewer = make_napari_viewer(show=True)
+    widget = ready(viewer, qtbot, model, image=data)
+    status = widget.segment_panel.status
+    click(viewer, qtbot, 80, 16)
+    qtbot.waitUntil(lambda: status.text().startswith("Preview"), timeout=TIMEOUT)
+    assert "The clicked object is dim" in status.text() and "gamma" in status.text()
+    widget.session.choices.zoom = True  # the same click decoded again, zoomed: no hint
+    qtbot.waitUntil(lambda: status.text().startswith("Preview") and "dim" not in status.text(), timeout=TIMEOUT)
+    widget.session.choices.zoom = False
+    qtbot.waitUntil(lambda: "The clicked object is dim (" in status.text(), timeout=TIMEOUT)

@@ -23,7 +23,7 @@ from ._labels import commit_masks, matching_labels
 from ._mask_prompt import MAX_LABEL, MaskPromptPicker
 from ._output_panel import OutputPanel
 from ._plane_prompts import NEW, PromptProblem, check_inside
-from ._preview import Preview, ensure_preview
+from ._preview import Preview, dim_level, ensure_preview
 from ._precompute import BackgroundEmbedder
 from ._preview_loop import PreviewLoop
 from ._prompt_layers import (
@@ -175,7 +175,20 @@ class SegmentPanel(QWidget):
         more = " N shows the next candidate." if preview.candidates() > 1 else ""
         self.status.setText(
             f"Preview of {len(preview.masks)} object(s): {preview.describe()}.{more} "
-            "Commit with C."
+            "Commit with C." + self._dim_hint(preview)
+        )
+
+    def _dim_hint(self, preview: Preview) -> str:
+        """A hint when a clicked object is so dim that the model sees it nearly black."""
+        source = self.session.source
+        if self.session.choices.zoom or source is None:
+            return ""
+        level = dim_level(source, preview.index, preview.objects)
+        if level is None:
+            return ""
+        return (
+            f" The clicked object is dim ({level:.0%} of the intensity range): turn on 'Zoom in on "
+            "small or dim objects', or lower the layer's gamma and use its contrast limits."
         )
 
     # ------------------------------------------------------------------ objects
