@@ -1,6 +1,6 @@
 """track_everything measured with the Cell Tracking Challenge's own metrics (py-ctcmetrics).
 
-  python benchmarks/track_everything.py gowt1 [--frames N] [--data DIR] [--window 0]   DET, SEG,
+  python benchmarks/track_everything.py gowt1 [--frames N] [--data DIR] [--window 0] [--gamma G]   DET, SEG,
       TRA and the two divisions on Fluo-N2DH-GOWT1/01 (92 frames, 1024 px) with the built-in
       model, in windows of up to 256 model-input pixels (the default) or over whole frames
   python benchmarks/track_everything.py synthetic [--movies N]           divisions found with
@@ -28,6 +28,7 @@ import torch
 
 from napari_sam2 import load_model
 from napari_sam2.images.ctc import FrameFolder, ctc_tracks, read_tracks, write_ctc
+from napari_sam2.images.normalization import auto_normalization
 from napari_sam2.tracking.classical import classical_tracking
 from napari_sam2.tracking.everything import track_everything
 
@@ -97,9 +98,14 @@ def gowt1(args) -> None:
     movie = frames if n == len(frames) else np.stack([frames[t] for t in range(n)])
     model = load_model()
     t0 = time.perf_counter()
-    result = track_everything(movie, model, detect_every=args.detect_every, window=args.window or None, precision=args.precision)
+    normalization = "auto" if args.gamma is None else auto_normalization(movie).with_gamma(args.gamma)
+    result = track_everything(
+        movie, model, detect_every=args.detect_every, window=args.window or None, precision=args.precision,
+        normalization=normalization,
+    )
     seconds = time.perf_counter() - t0
-    rows = [(f"track_everything, built-in model, {_mode(args.window)}", result.ctc(), seconds)]
+    gamma = "" if args.gamma is None else f", gamma {args.gamma:g}"
+    rows = [(f"track_everything, built-in model, {_mode(args.window)}{gamma}", result.ctc(), seconds)]
     if args.baseline:
         rows += baselines(np.stack([frames[t] for t in range(n)]))
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,6 +252,7 @@ def main() -> None:
     g.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     g.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     g.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
+    g.add_argument("--gamma", type=float, default=None, help="the 'auto' limits with this gamma (e.g. 0.5: dim nuclei)")
     s = sub.add_parser("synthetic")
     s.add_argument("--movies", type=int, default=5)
     s.add_argument("--length", type=int, default=30)
