@@ -211,8 +211,9 @@ def test_prompt_command_zoom_flag(model, small_nuclei, tmp_path):
 def test_zoom_brightens_a_dim_nucleus_beside_bright_ones(model, monkeypatch):
     """Nuclei a fifth as bright as their neighbours above the background (as in time-lapse
     fluorescence): the limits of the whole image show them nearly black, and a zoomed click
-    segments them on a crop brightened to mid-grey. Measured: 0.81 brightened, 0.71 without (at a
-    tenth: 0.61 and 0.36)."""
+    segments them on a crop brightened to mid-grey. Measured with the model before its dimmed-object
+    training: 0.81 brightened, 0.71 without (at a tenth: 0.61 and 0.36); with the shipped model,
+    which learned dim nuclei, 0.83 and 0.82."""
     image, labels = nuclei_image((512, 512), 10, seed=3, radius=(14, 20))
     raw = image.astype(np.float32)
     background = float(np.percentile(raw, 5))
@@ -232,15 +233,18 @@ def test_zoom_brightens_a_dim_nucleus_beside_bright_ones(model, monkeypatch):
         return float(np.mean(values))
 
     brightened = mean_click_iou()
+    assert predictor._zoomed[0][1] >= 2.0  # the last crop was brightened
     monkeypatch.setattr(zoom_module, "DIM_LEVEL", 0.0)
     as_shown = mean_click_iou()
-    assert brightened >= 0.75 and brightened >= as_shown + 0.05, (brightened, as_shown)
+    assert predictor._zoomed[0][1] == 1.0
+    assert brightened >= 0.78 and brightened >= as_shown, (brightened, as_shown)
 
 
 def test_zoom_brightens_the_dim_nuclei_of_a_real_time_lapse(model, monkeypatch):
     """Fluo-N2DH-GOWT1 01 (../shared/data): most cells with full segmentation truth are a tenth
     as bright as the others. A zoomed click on each, with the movie's 'auto' limits: measured
-    0.70 brightened, 0.40 without (13 cells of 8 frames)."""
+    0.70 brightened, 0.40 without (13 cells of 8 frames) with the model before its dimmed-object
+    training; 0.73 and 0.70 with the shipped model, which learned dim nuclei."""
     import glob
     from pathlib import Path
 
@@ -271,4 +275,4 @@ def test_zoom_brightens_the_dim_nuclei_of_a_real_time_lapse(model, monkeypatch):
     brightened = mean_click_iou()
     monkeypatch.setattr(zoom_module, "DIM_LEVEL", 0.0)
     as_shown = mean_click_iou()
-    assert brightened >= 0.62 and brightened >= as_shown + 0.2, (brightened, as_shown)
+    assert brightened >= 0.68 and brightened >= as_shown, (brightened, as_shown)

@@ -150,7 +150,7 @@ def test_zoom_segments_on_a_crop_of_the_plane(viewer, qtbot, model, monkeypatch)
 
     def spy(predictor, embedding, objects, zoom_plane=None):
         result = real(predictor, embedding, objects, zoom_plane)
-        windows.append(None if predictor._zoomed is None else predictor._zoomed[0])
+        windows.append(None if predictor._zoomed is None else predictor._zoomed[0][0])  # (window, brightening)
         return result
 
     monkeypatch.setattr(_preview, "decode_objects", spy)
