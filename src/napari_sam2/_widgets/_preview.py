@@ -10,7 +10,7 @@ from napari.layers import Image, Labels
 
 from ..engine.apply_prompts import segment_object
 from ..engine.predictor import ImageEmbedding, ImagePredictor
-from ..engine.zoom import DIM_LEVEL, LEVEL_RADIUS
+from ..engine.zoom import DIM_LEVEL, prompt_level
 from ..images.model_input import prepare_image
 from ._image_source import ImageSource, PlaneIndex
 from ._labels import keep_active
@@ -66,25 +66,13 @@ def dim_level(source: ImageSource, index: PlaneIndex, objects: list[ObjectPrompt
     memory (reading a lazy plane for a hint is not worth it)."""
     if not isinstance(source.data, np.ndarray):
         return None
-    plane, norm, r = None, source.normalization(), LEVEL_RADIUS
-    lowest = None
-    for obj in objects:
-        if obj.points is None or not len(obj.points):
-            continue
-        positive = np.asarray(obj.labels).reshape(-1) == 1
-        levels = []
-        for x, y in np.asarray(obj.points, dtype=float).reshape(-1, 2)[positive]:
-            plane = source.plane(index) if plane is None else plane
-            row, col = int(y), int(x)
-            patch = plane[max(row - r, 0) : row + r + 1, max(col - r, 0) : col + r + 1]
-            patch = patch if patch.ndim == 3 else patch[..., None]
-            if patch.size:
-                levels.append(norm.apply(patch).mean(-1).ravel())
-        if levels:
-            level = float(np.median(np.concatenate(levels)))
-            if level < DIM_LEVEL and (lowest is None or level < lowest):
-                lowest = level
-    return lowest
+    clicked = [obj for obj in objects if obj.points is not None and len(obj.points)]
+    if not clicked:
+        return None
+    plane, norm = source.plane(index), source.normalization()
+    levels = [prompt_level(plane, obj.points, obj.labels, None, norm.apply) for obj in clicked]
+    dim = [level for level in levels if level is not None and level < DIM_LEVEL]
+    return min(dim) if dim else None
 
 
 @dataclass

@@ -86,12 +86,13 @@ def paste_masks(masks: np.ndarray, window: Window, image_hw: tuple[int, int]) ->
     return full
 
 
-def brightening(image: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None) -> float:
-    """The factor (1 or more) that brings a dim object to mid-grey in its crop: 0.5 over its
-    level, the median of the prepared (H, W, 3) [0, 1] image around its positive clicks (or,
-    without them, in the middle half of its box), in steps of sqrt(2) so that a correction
-    click on the same object keeps the crop it was decoded in; 1 for an object brighter than
-    DIM_LEVEL."""
+def prompt_level(
+    image: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None,
+    to_unit=None,
+) -> float | None:
+    """An object's level: the median of (H, W, k) `image` around its positive clicks (or, without
+    them, in the middle half of its box), averaged over channels; `to_unit` maps each read patch
+    to [0, 1] (e.g. `Normalization.apply` on raw pixels). None without prompts."""
     h, w = image.shape[:2]
     regions = []
     if points is not None and len(points):
@@ -106,11 +107,22 @@ def brightening(image: np.ndarray, points: np.ndarray | None, labels: np.ndarray
         r0, r1 = int(max(y0 + dy, 0)), int(min(max(y1 - dy, y0 + dy + 1), h))
         c0, c1 = int(max(x0 + dx, 0)), int(min(max(x1 - dx, x0 + dx + 1), w))
         regions.append(image[r0:r1, c0:c1])
-    values = [np.asarray(r, dtype=np.float32).reshape(-1, r.shape[-1]).mean(-1) for r in regions if r.size]
-    if not values:
-        return 1.0
-    level = float(np.median(np.concatenate(values)))
-    if level >= DIM_LEVEL or level <= 0.0:
+    values = []
+    for region in regions:
+        if region.size:
+            region = region if region.ndim == 3 else region[..., None]
+            region = to_unit(region) if to_unit is not None else region
+            values.append(np.asarray(region, dtype=np.float32).mean(-1).ravel())
+    return float(np.median(np.concatenate(values))) if values else None
+
+
+def brightening(image: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None) -> float:
+    """The factor (1 or more) that brings a dim object to mid-grey in its crop: 0.5 over its
+    `prompt_level` in the prepared (H, W, 3) [0, 1] image, in steps of sqrt(2) so that a
+    correction click on the same object keeps the crop it was decoded in; 1 for an object
+    brighter than DIM_LEVEL."""
+    level = prompt_level(image, points, labels, box)
+    if level is None or level >= DIM_LEVEL or level <= 0.0:
         return 1.0
     steps = round(2 * math.log2(0.5 / level))
     return float(min(2.0 ** (steps / 2), MAX_BRIGHTENING))
