@@ -101,11 +101,11 @@ def gowt1(args) -> None:
     normalization = "auto" if args.gamma is None else auto_normalization(movie).with_gamma(args.gamma)
     result = track_everything(
         movie, model, detect_every=args.detect_every, window=args.window or None, precision=args.precision,
-        normalization=normalization,
+        normalization=normalization, direction=args.direction,
     )
     seconds = time.perf_counter() - t0
     gamma = "" if args.gamma is None else f", gamma {args.gamma:g}"
-    rows = [(f"track_everything, built-in model, {_mode(args.window)}{gamma}", result.ctc(), seconds)]
+    rows = [(f"track_everything, built-in model, {_mode(args.window)}{gamma}{_backward(args)}", result.ctc(), seconds)]
     if args.baseline:
         rows += baselines(np.stack([frames[t] for t in range(n)]))
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,6 +134,10 @@ def baselines(movie: np.ndarray) -> list:
     return rows
 
 
+def _backward(args) -> str:
+    return ", backward" if args.direction == "backward" else ""
+
+
 def _write(labels: np.ndarray, tracks: dict, out: Path) -> Path:
     return write_ctc(out, ((t, labels[t]) for t in range(len(labels))), tracks)
 
@@ -158,8 +162,10 @@ def synthetic(args) -> None:
             n_frames=args.length, shape=(256, 256), n_cells=12, seed=seed, motion=Motion(division_rate=0.03)
         )
         t0 = time.perf_counter()
-        result = track_everything(movie, model, window=args.window or None, precision=args.precision)
-        rows = [(f"track_everything, built-in model, {_mode(args.window)}", result.ctc(), time.perf_counter() - t0)]
+        result = track_everything(
+            movie, model, window=args.window or None, precision=args.precision, direction=args.direction
+        )
+        rows = [(f"track_everything, built-in model, {_mode(args.window)}{_backward(args)}", result.ctc(), time.perf_counter() - t0)]
         if args.baseline:
             rows += baselines(movie)
         with tempfile.TemporaryDirectory() as tmp:
@@ -252,6 +258,7 @@ def main() -> None:
     g.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     g.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     g.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
+    g.add_argument("--direction", default="forward", choices=["forward", "backward"])
     g.add_argument("--gamma", type=float, default=None, help="the 'auto' limits with this gamma (e.g. 0.5: dim nuclei)")
     s = sub.add_parser("synthetic")
     s.add_argument("--movies", type=int, default=5)
@@ -259,6 +266,7 @@ def main() -> None:
     s.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     s.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     s.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
+    s.add_argument("--direction", default="forward", choices=["forward", "backward"])
     p = sub.add_parser("speed")
     p.add_argument("--frames", type=int, default=3)
     p.add_argument("--model", default=None, help="a preset (random weights); default the built-in model")

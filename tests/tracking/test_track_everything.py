@@ -475,3 +475,21 @@ def test_windows_track_real_nuclei_as_well_as_whole_frames(tmp_path):
             scores[window] = ctc_metrics.evaluate_sequence(str(res), str(gt), metrics=["DET", "TRA"], threads=1)
     assert scores[None]["TRA"] > 0.85 and scores[None]["DET"] > 0.85, scores  # measured 0.887 and 0.890
     assert scores[256]["TRA"] > scores[None]["TRA"] - 0.02 and scores[256]["DET"] > scores[None]["DET"] - 0.02, scores
+
+
+def test_division_found_backward_on_the_crafted_movie(builtin, crafted_result):
+    """Tracked from the last frame back, the two daughters meet in their mother: the same tracks,
+    first and last frames and lineage as forward."""
+    from napari_sam2 import track_everything
+
+    backward = track_everything(crafted_movie(), builtin, direction="backward")
+    labels, tracks = backward.ctc()
+    mother = int(labels[0, 40, 40])
+    top, bottom = int(labels[5, 28, 40]), int(labels[5, 52, 40])
+    assert len({mother, top, bottom, 0}) == 4
+    assert tracks[mother] == (0, 3, 0)
+    assert tracks[top] == (4, 8, mother) and tracks[bottom] == (4, 8, mother)
+    def shape(tracks):  # (first, last, has a parent) of every track: the ids differ
+        return sorted((a, b, bool(p)) for a, b, p in tracks.values())
+
+    assert shape(tracks) == shape(crafted_result.ctc()[1])

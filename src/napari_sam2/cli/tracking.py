@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="also write the label movie (T, H, W), track ids as values: a TIFF, or OME-Zarr for FILE.zarr")
     p.add_argument("--direction", default="forward", choices=["forward", "backward"],
-                   help="forward: from the first frame (default); backward: from the last (no divisions)")
+                   help="forward: from the first frame (default); backward: from the last (divisions as daughters meeting)")
     p.add_argument("--detect-every", type=at_least(1), default=1, metavar="N",
                    help="look for new cells every N frames (default 1: every frame)")
     p.add_argument("--min-area", type=at_least(1), default=None, metavar="PIXELS",

@@ -5,7 +5,8 @@ tracker follows all of them, and on every frame:
 - a track whose object score stays low ends (`engine/object_ending.py`) and leaves the tracker;
 - a track whose mask falls into two large parts, or holds two touching blobs (or has two lobes)
   pinched at a dark waist, divides: it ends, and two daughter tracks begin with it as parent
-  (forward in time only) - unless the mask held both blobs before or a part is as large as a
+  (backward in time, two daughters that meet in one blob end and their mother begins,
+  `merges.py`) - unless the mask held both blobs before or a part is as large as a
   whole object: then they are two objects, and the larger keeps the track (`_split_masks`);
 - masks are held to the frame's bright blobs (`blob_fit.py`): a mask that grew by more than
   `division_growth` keeps only its own blobs (a leak onto a neighbour or the background), and a
@@ -38,6 +39,7 @@ from ..progress import ProgressCallback, StopCheck
 from .blob_fit import fitted_to_blobs, split_lobes
 from .detection import detect_new, foreground_blobs
 from .lineage import Lineage, blobs_held, largest_part, split_by_blobs, split_parts, touches
+from .merges import merged_daughters
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Settings:
     direction: str = "forward"  # "forward" (time order) or "backward" (last frame first)
     detect_every: int = 1  # look for new objects every this many frames (1: every frame)
     min_area: int | None = None  # pixels; None: a fifth of the first frame's median blob
-    divisions: bool = True  # look for divisions (forward only: backward they would be merges)
+    divisions: bool = True  # look for divisions (backward: daughters meeting in their mother)
     fit_to_blobs: bool = True  # hold masks to the frame's bright blobs (blob_fit.py)
     division_share: float = 0.25  # the smaller daughter holds at least this share of the two
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
@@ -188,6 +190,7 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
     reverse = settings.direction == "backward"
     order = list(range(tracker.num_frames))[:: -1 if reverse else 1]
     divisions = settings.divisions and not reverse
+    merges = settings.divisions and reverse  # backward, a division is two daughters meeting
     min_area = split = None
     before = _Before()
     ended: dict[int, tuple[int, np.ndarray]] = {}  # track -> (step it ended, its last mask)
@@ -208,7 +211,7 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
                     gone.append(track)
                 else:
                     masks[track] = result.masks[i]
-        wanted = divisions or settings.fit_to_blobs or step % settings.detect_every == 0
+        wanted = settings.divisions or settings.fit_to_blobs or step % settings.detect_every == 0
         blobs = foreground_blobs(gray, min_area, split) if wanted else None
         if settings.fit_to_blobs:
             masks = fitted_to_blobs(masks, before.masks, blobs, gray, (min_area, split), settings)
@@ -216,6 +219,8 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
             masks = _split_masks(tracker, frame, masks, lineage, blobs, gray, before, (min_area, split), settings)
         masks = {t: largest_part(m) for t, m in masks.items()}
         gone += [t for t, m in masks.items() if m.sum() < min_area // 2]  # only a fragment of it left
+        if merges and step:
+            masks, gone = _mothers(tracker, frame, masks, gone, lineage, blobs, before, settings)
         for track in gone:
             tracker.remove_object(track)
             masks.pop(track, None)
@@ -244,6 +249,30 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
         lineage.record(frame, frame_labels)
         before = _Before.of(frame_labels, masks, blobs)
         yield frame, frame_labels
+
+
+def _mothers(
+    tracker: StackTracker,
+    frame: int,
+    masks: dict[int, np.ndarray],
+    gone: list[int],
+    lineage: Lineage,
+    blobs: np.ndarray,
+    before: _Before,
+    settings: Settings,
+) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Backward: each pair of daughters that meet in one blob (`merges.py`) ends on the frame
+    before, and their mother begins here as a new track, their parent."""
+    for merge in merged_daughters(masks, gone, before.masks, blobs, settings.division_mass, settings.daughter_size):
+        mother = lineage.new_track(frame)
+        for daughter in merge.daughters:
+            tracker.remove_object(daughter)  # alive, or ending here (still in the tracker)
+            masks.pop(daughter, None)
+            gone = [t for t in gone if t != daughter]
+            lineage.parent[daughter] = mother
+        tracker.add_mask(frame, mother, merge.mother)
+        masks[mother] = merge.mother
+    return masks, gone
 
 
 @dataclass
