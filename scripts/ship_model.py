@@ -4,8 +4,9 @@
 [--shared SHARED_DATA]`: chooses segment-everything's filters on VAL_DIR (a labelled validation
 folder, e.g. DSB 2018 val) and checks int8's masks against fp32 there, then measures the model with those filters on the real sets of
 SHARED_DATA and on the synthetic held-out report (docs/shipped_model.md), then writes
-src/napari_sam2/weights/napari_sam2_micro.pt (the run's best.pt, official format) and .json (how
-it was trained, the filters and every figure). Without --shared, RUN_DIR/real_eval.json is copied.
+src/napari_sam2/weights/ARCHITECTURE.pt (the run's best.pt, official format, named after its
+architecture) and .json (how it was trained, the filters and every figure), replacing the
+built-in model's files. Without --shared, RUN_DIR/real_eval.json is copied.
 """
 
 from __future__ import annotations
@@ -77,9 +78,14 @@ def main() -> None:
         metadata["previous_real_metrics"] = before.get("real_metrics")
         metadata.update({k: v for k, v in before.items() if k.endswith("_note") and k[: -len("_note")] in metadata})
     WEIGHTS.mkdir(exist_ok=True)
-    shutil.copyfile(best, WEIGHTS / f"{SHIPPED_MODEL}.pt")
-    (WEIGHTS / f"{SHIPPED_MODEL}.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    print(f"installed {WEIGHTS / SHIPPED_MODEL}.pt ({best.stat().st_size / 1e6:.1f} MB)")
+    name = model.config.name
+    shutil.copyfile(best, WEIGHTS / f"{name}.pt")
+    (WEIGHTS / f"{name}.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    print(f"installed {WEIGHTS / name}.pt ({best.stat().st_size / 1e6:.1f} MB)")
+    if name != SHIPPED_MODEL:  # a new architecture replaces the built-in one
+        for suffix in (".pt", ".json"):
+            (WEIGHTS / f"{SHIPPED_MODEL}{suffix}").unlink(missing_ok=True)
+        print(f"removed {SHIPPED_MODEL}: set SHIPPED_MODEL = {name!r} in src/napari_sam2/checkpoints/shipped.py")
 
 
 if __name__ == "__main__":

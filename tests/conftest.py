@@ -72,7 +72,7 @@ def empty_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_shipped(tmp_path, monkeypatch):
-    """A random napari_sam2_micro checkpoint standing in for the shipped one."""
+    """A random checkpoint of the built-in architecture standing in for the shipped one."""
     from napari_sam2.checkpoints import shipped
 
     torch.manual_seed(0)

@@ -129,11 +129,11 @@ def test_int8_masks_of_real_nuclei_match_fp32_with_the_built_in_model():
     from PIL import Image
 
     from napari_sam2.checkpoints.loading import load_model
-    from napari_sam2.checkpoints.shipped import has_shipped_model
+    from napari_sam2.checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
 
     if not has_shipped_model():
         pytest.skip("the built-in model is not installed")
-    model = load_model("napari_sam2_micro", device="cpu")
+    model = load_model(SHIPPED_MODEL, device="cpu")
     ious = []
     for path in sorted((DSB_VAL / "images").glob("*.png"))[:2]:
         image = np.asarray(Image.open(path))

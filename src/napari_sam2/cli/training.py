@@ -18,6 +18,10 @@ def register(sub) -> None:
     train.add_argument("run_dir", help="folder for checkpoints, logs and the best model")
     train.add_argument("--model", default=None, help="model to fine-tune: preset or checkpoint file (default: built-in)")
     train.add_argument("--from-scratch", metavar="PRESET", help="start from random weights of this architecture instead")
+    train.add_argument(
+        "--grow-to", metavar="PRESET",
+        help="first grow the model's trunk into this deeper preset (added blocks start as identities)",
+    )
     train.add_argument("--image-size", type=int, default=None, help="model input size in pixels (default: the model's)")
     train.add_argument("--images", help="folder of images (TIFF, PNG, ...); 3-D files are stacks")
     train.add_argument("--labels", help="folder of label images with the same file names")
@@ -103,6 +107,12 @@ def _train(args) -> None:
     else:
         model = load_model(args.model, device=args.device, image_size=args.image_size)
         base = str(args.model or model.config.name)
+        if args.grow_to:
+            from ..modeling.config import get_config
+            from ..training.grow import grow
+
+            model = grow(model, get_config(args.grow_to))
+            base += f", grown into {args.grow_to}"
     validation = None
     if args.images:
         if args.synthetic_size:

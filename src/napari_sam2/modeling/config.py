@@ -94,6 +94,12 @@ _MICRO = HieraConfig(
     embed_dim=32, num_heads=1, stages=(1, 2, 3, 1), global_att_blocks=(5,), window_spec=(8, 8, 8, 8)
 )
 
+# The micro trunk grown deeper (a block more at strides 4 and 8, three more at stride 16), for
+# growing the built-in model from the micro one without losing what it learned (training/grow.py).
+_MINI = HieraConfig(
+    embed_dim=32, num_heads=1, stages=(2, 3, 6, 1), global_att_blocks=(7, 10), window_spec=(8, 8, 8, 8)
+)
+
 _SIZES = {"tiny": _TINY, "small": _SMALL, "base_plus": _BASE_PLUS, "large": _LARGE}
 
 
@@ -122,6 +128,14 @@ PRESETS: dict[str, SAM2Config] = {
         d_model=128,
         memory_attention_layers=2,
         checkpoint_file="napari_sam2_micro.pt",
+    ),
+    "napari_sam2_mini": SAM2Config(
+        name="napari_sam2_mini",
+        trunk=_MINI,
+        image_size=512,
+        d_model=128,
+        memory_attention_layers=2,
+        checkpoint_file="napari_sam2_mini.pt",
     ),
 }
 
