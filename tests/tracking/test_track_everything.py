@@ -489,6 +489,7 @@ def test_division_found_backward_on_the_crafted_movie(builtin, crafted_result):
     assert len({mother, top, bottom, 0}) == 4
     assert tracks[mother] == (0, 3, 0)
     assert tracks[top] == (4, 8, mother) and tracks[bottom] == (4, 8, mother)
+
     def shape(tracks):  # (first, last, has a parent) of every track: the ids differ
         return sorted((a, b, bool(p)) for a, b, p in tracks.values())
 

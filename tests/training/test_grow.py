@@ -60,3 +60,12 @@ def test_added_blocks_learn():
 def test_grow_refuses_other_architectures():
     with pytest.raises(ValueError, match="not a deeper"):
         grow(_trained_micro(), get_config("sam2.1_hiera_tiny"))
+
+
+def test_cli_grow_to_needs_a_trained_model(tmp_path, capsys):
+    from napari_sam2.cli import main
+
+    code = main(["train", str(tmp_path / "run"), "--from-scratch", "napari_sam2_micro", "--grow-to", "napari_sam2_mini"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--grow-to grows a trained model" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -89,6 +89,10 @@ def _train(args) -> None:
 
     if bool(args.images) != bool(args.labels):
         raise ValueError("give both --images and --labels (folders with label images of the same names).")
+    if args.grow_to and args.from_scratch:
+        raise ValueError(
+            "--grow-to grows a trained model (--model); to start deeper, pass the deeper preset to --from-scratch."
+        )
     if args.images and (args.synthetic or args.data):
         raise ValueError("choose either --images/--labels or --data/--synthetic.")
     config = TrainConfig(

@@ -118,24 +118,21 @@ def _official_presets() -> dict[str, SAM2Config]:
     return presets
 
 
+_MICRO_MODEL = SAM2Config(
+    name="napari_sam2_micro",
+    trunk=_MICRO,
+    image_size=512,
+    d_model=128,
+    memory_attention_layers=2,
+    checkpoint_file="napari_sam2_micro.pt",
+)
+
 PRESETS: dict[str, SAM2Config] = {
     **_official_presets(),
     "sam2.1_hiera_test": SAM2Config(name="sam2.1_hiera_test", trunk=_TEST, image_size=256),
-    "napari_sam2_micro": SAM2Config(
-        name="napari_sam2_micro",
-        trunk=_MICRO,
-        image_size=512,
-        d_model=128,
-        memory_attention_layers=2,
-        checkpoint_file="napari_sam2_micro.pt",
-    ),
-    "napari_sam2_mini": SAM2Config(
-        name="napari_sam2_mini",
-        trunk=_MINI,
-        image_size=512,
-        d_model=128,
-        memory_attention_layers=2,
-        checkpoint_file="napari_sam2_mini.pt",
+    "napari_sam2_micro": _MICRO_MODEL,
+    "napari_sam2_mini": replace(
+        _MICRO_MODEL, name="napari_sam2_mini", trunk=_MINI, checkpoint_file="napari_sam2_mini.pt"
     ),
 }
 

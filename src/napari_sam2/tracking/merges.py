@@ -4,8 +4,9 @@ Backward, a division is a merge: the two daughters' tracks run into one object, 
 Two tracks are daughters of one mother when, on the frame being tracked, both lie in the same
 bright blob (or one of them ends there and its last mask overlaps that blob), neither is larger
 than a whole object, and on the frame before they held together the area that their masks (or
-the one left) cover now, within `division_mass` (what a mother's daughters hold). Two interphase nuclei that come into contact stay two
-blobs (the blob split parts them at their distance-transform peaks), so they are not merged.
+the one left) cover now, within `division_mass` (what a mother's daughters hold). Two
+interphase nuclei that come into contact stay two blobs (the blob split parts them at their
+distance-transform peaks), so they are not merged.
 """
 
 from __future__ import annotations

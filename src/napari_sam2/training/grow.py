@@ -8,6 +8,8 @@ one's and training goes on from there instead of from scratch.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..modeling.config import SAM2Config
@@ -27,13 +29,11 @@ def block_mapping(old_stages: tuple[int, ...], new_stages: tuple[int, ...]) -> d
 
 
 def _check_compatible(old: SAM2Config, new: SAM2Config) -> None:
-    a, b = old.trunk, new.trunk
-    same_trunk = (a.embed_dim, a.num_heads, a.window_spec, a.q_pool, a.dim_mul, a.head_mul, a.mlp_ratio)
-    if same_trunk != (b.embed_dim, b.num_heads, b.window_spec, b.q_pool, b.dim_mul, b.head_mul, b.mlp_ratio):
+    """Only the trunk's blocks per stage (and where attention is global) may differ."""
+    depth = {"stages": old.trunk.stages, "global_att_blocks": old.trunk.global_att_blocks}
+    names = {"name": old.name, "checkpoint_file": old.checkpoint_file, "aliases": old.aliases}
+    if replace(new, trunk=replace(new.trunk, **depth), image_size=old.image_size, **names) != old:
         raise ValueError(f"{new.name} is not a deeper {old.name}: only the number of blocks per stage may differ")
-    rest = ("d_model", "mem_dim", "num_maskmem", "memory_attention_layers", "version")
-    if any(getattr(old, k) != getattr(new, k) for k in rest):
-        raise ValueError(f"{new.name} differs from {old.name} beyond its trunk's depth")
 
 
 def grow(model: SAM2Model, target: SAM2Config) -> SAM2Model:
