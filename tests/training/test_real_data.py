@@ -89,6 +89,27 @@ def test_dataset_loader_reads_the_shared_layout_and_augments_inside_the_image():
         LabelledDataset(DSB)
 
 
+def test_whole_image_views_keep_the_image_scale_and_most_of_it(tmp_path):
+    labels = disks([(30, 40), (90, 120), (60, 200)], 12, shape=(120, 240))
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", np.where(labels > 0, 3000, 200).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "labels" / "a.tif", labels)
+    rng = np.random.default_rng(0)
+    whole = LabelledDataset(tmp_path, whole_share=1.0)
+    for _ in range(8):
+        rgb, lab = whole.image(rng)
+        h, w = lab.shape
+        assert 0.7 * 120 - 1 <= h <= 120 and 0.7 * 240 - 1 <= w <= 240  # unscaled, 70-100% per side
+        assert rgb.shape == (h, w, 3)
+        windows = [(y, x) for y in range(121 - h) for x in range(241 - w) if (labels[y : y + h, x : x + w] == lab).all()]
+        assert windows  # a window of the labels as they are: no rescaling
+    crops = LabelledDataset(tmp_path, scale=(2.0, 2.0))  # default: crops, here enlarged 2x
+    assert max(crops.image(rng)[1].shape) > 240
+    with pytest.raises(ValueError, match="whole_share"):
+        LabelledDataset(tmp_path, whole_share=1.5)
+
+
 def test_dimmed_objects_keep_a_share_of_their_brightness_over_the_background():
     """Some nuclei (and their 2-px halo) keep 8-60% of their brightness above the background;
     the others and the background away from them are untouched; over many draws about 40% of

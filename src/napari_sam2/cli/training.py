@@ -30,6 +30,11 @@ def register(sub) -> None:
         help="a labelled dataset folder (images/ + labels/, optional index.csv with a modality column); "
         "repeatable; drawn with scale, crop, intensity, noise and blur augmentations",
     )
+    train.add_argument(
+        "--whole-images", type=float, default=0.0, metavar="SHARE",
+        help="share of --data views that are 70-100%% of an image at its own scale, stretched to the "
+        "model's input as inference does (default 0: crops only)",
+    )
     train.add_argument("--modality", action="append", help="only these modalities of --data (index.csv); repeatable")
     train.add_argument("--val", metavar="DIR", help="dataset folder for choosing the best checkpoint (whole images, as read)")
     train.add_argument("--synthetic", action="store_true", help="train on synthetic microscopy (default without --images/--data); with --data, mixed in")
@@ -123,7 +128,8 @@ def _train(args) -> None:
             raise ValueError("--synthetic-size is for --synthetic training.")
         data, validation = FolderData(args.images, args.labels).split()
     elif args.data:
-        parts = [(LabelledDataset(d, args.modality), (1 - args.synthetic_share) / len(args.data)) for d in args.data]
+        share = (1 - args.synthetic_share) / len(args.data)
+        parts = [(LabelledDataset(d, args.modality, whole_share=args.whole_images), share) for d in args.data]
         if args.synthetic:
             side = args.synthetic_size or model.image_size
             parts.append((SyntheticData((side, side)), args.synthetic_share))

@@ -2,7 +2,8 @@
 `index.csv` with a `modality` column, as in ../shared/data/dsb2018) and a mix of sources.
 
 Augmentations are the ones that carry over to unseen microscopes: scale 0.5-2x, crops of large
-images, some objects of gray images dimmed (cells that express less: a tenth of their neighbours'
+images, whole images as inference sees them (stretched to the model's input, so the nuclei of a
+large field are as small as they will be), some objects of gray images dimmed (cells that express less: a tenth of their neighbours'
 brightness is common in time-lapse fluorescence), the intensity rule's natural variation
 (limits jittered so objects saturate or dim), noise and blur; flips, quarter turns and gamma come later, for every source (`batches.augment`).
 """
@@ -23,8 +24,10 @@ from ..images.normalization import Normalization, auto_normalization
 class LabelledDataset:
     """Images paired with instance labels by file stem (`images/a.png` with `labels/a.tif`).
 
-    With `augment`, `image()` draws a random crop at a random scale with jittered intensities;
-    without, it returns whole images as read (what a user feeds the engine), for validation.
+    With `augment`, `image()` draws a random crop at a random scale with jittered intensities,
+    or (with chance `whole_share`) 70-100% of the image at its own scale, which the model stretches
+    to its input as inference does; without, it returns whole images as read (what a user feeds
+    the engine), for validation.
     """
 
     has_clips = False
@@ -36,6 +39,7 @@ class LabelledDataset:
         augment: bool = True,
         crop: int = 384,
         scale: tuple[float, float] = (0.5, 2.0),
+        whole_share: float = 0.0,
     ) -> None:
         self.root = Path(root)
         images, labels = self.root / "images", self.root / "labels"
@@ -52,7 +56,9 @@ class LabelledDataset:
         ]
         if not self.pairs:
             raise FileNotFoundError(f"no image in {images} has a label image of the same name in {labels}.")
-        self.augment, self.crop, self.scale = augment, crop, scale
+        if not 0.0 <= whole_share <= 1.0:
+            raise ValueError(f"whole_share must be within 0-1; got {whole_share}.")
+        self.augment, self.crop, self.scale, self.whole_share = augment, crop, scale, whole_share
         self.modalities = tuple(modalities) if modalities else None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -76,7 +82,10 @@ class LabelledDataset:
         raw, labels = self.load(int(rng.integers(len(self.pairs))))
         if not self.augment:
             return raw, labels
-        raw, labels = _scaled_crop(raw, labels, rng, self.crop, self.scale)
+        if rng.random() < self.whole_share:
+            raw, labels = _most_of(raw, labels, rng)
+        else:
+            raw, labels = _scaled_crop(raw, labels, rng, self.crop, self.scale)
         if raw.ndim == 2 and rng.random() < DIMMED_IMAGES:
             raw = dimmed_objects(raw, labels, rng)
         rgb = prepare_image(raw, jittered(auto_normalization(raw), rng))
@@ -134,6 +143,14 @@ def _scaled_crop(raw, labels, rng, crop: int, scale: tuple[float, float]):
         raw = resize(raw, out + raw.shape[2:], order=1, preserve_range=True, anti_aliasing=s < 1).astype(np.float32)
         labels = resize(labels, out, order=0, preserve_range=True, anti_aliasing=False).astype(np.uint32)
     return raw, labels
+
+
+def _most_of(raw, labels, rng, least: float = 0.7):
+    """A window of `least`-100% of each side of the image, unscaled."""
+    h, w = labels.shape
+    ch, cw = (max(16, min(n, round(n * rng.uniform(least, 1.0)))) for n in (h, w))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    return raw[y : y + ch, x : x + cw], labels[y : y + ch, x : x + cw]
 
 
 DIMMED_IMAGES = 0.3  # share of gray training images with some objects dimmed
