@@ -110,6 +110,15 @@ def test_whole_image_views_keep_the_image_scale_and_most_of_it(tmp_path):
         LabelledDataset(tmp_path, whole_share=1.5)
 
 
+def test_cli_whole_images_needs_data(tmp_path, capsys):
+    from napari_sam2.cli import main
+
+    code = main(["train", str(tmp_path / "run"), "--synthetic", "--whole-images", "0.4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--whole-images draws views of --data images" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_dimmed_objects_keep_a_share_of_their_brightness_over_the_background():
     """Some nuclei (and their 2-px halo) keep 8-60% of their brightness above the background;
     the others and the background away from them are untouched; over many draws about 40% of

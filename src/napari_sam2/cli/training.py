@@ -98,6 +98,8 @@ def _train(args) -> None:
         raise ValueError(
             "--grow-to grows a trained model (--model); to start deeper, pass the deeper preset to --from-scratch."
         )
+    if args.whole_images and not args.data:
+        raise ValueError("--whole-images draws views of --data images; give --data DIR.")
     if args.images and (args.synthetic or args.data):
         raise ValueError("choose either --images/--labels or --data/--synthetic.")
     config = TrainConfig(

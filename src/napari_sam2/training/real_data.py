@@ -3,7 +3,8 @@
 
 Augmentations are the ones that carry over to unseen microscopes: scale 0.5-2x, crops of large
 images, whole images as inference sees them (stretched to the model's input, so the nuclei of a
-large field are as small as they will be), some objects of gray images dimmed (cells that express less: a tenth of their neighbours'
+large field are as small as they will be), some objects of gray images dimmed (cells that
+express less: a tenth of their neighbours'
 brightness is common in time-lapse fluorescence), the intensity rule's natural variation
 (limits jittered so objects saturate or dim), noise and blur; flips, quarter turns and gamma come later, for every source (`batches.augment`).
 """
@@ -57,7 +58,7 @@ class LabelledDataset:
         if not self.pairs:
             raise FileNotFoundError(f"no image in {images} has a label image of the same name in {labels}.")
         if not 0.0 <= whole_share <= 1.0:
-            raise ValueError(f"whole_share must be within 0-1; got {whole_share}.")
+            raise ValueError(f"whole_share (--whole-images) must be within 0-1; got {whole_share}.")
         self.augment, self.crop, self.scale, self.whole_share = augment, crop, scale, whole_share
         self.modalities = tuple(modalities) if modalities else None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -136,8 +137,7 @@ def _scaled_crop(raw, labels, rng, crop: int, scale: tuple[float, float]):
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     h, w = labels.shape
     ch, cw = min(h, max(16, round(crop / s))), min(w, max(16, round(crop / s)))
-    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-    raw, labels = raw[y : y + ch, x : x + cw], labels[y : y + ch, x : x + cw]
+    raw, labels = _window(raw, labels, rng, ch, cw)
     out = (max(16, round(ch * s)), max(16, round(cw * s)))
     if out != (ch, cw):
         raw = resize(raw, out + raw.shape[2:], order=1, preserve_range=True, anti_aliasing=s < 1).astype(np.float32)
@@ -148,7 +148,13 @@ def _scaled_crop(raw, labels, rng, crop: int, scale: tuple[float, float]):
 def _most_of(raw, labels, rng, least: float = 0.7):
     """A window of `least`-100% of each side of the image, unscaled."""
     h, w = labels.shape
-    ch, cw = (max(16, min(n, round(n * rng.uniform(least, 1.0)))) for n in (h, w))
+    ch, cw = (min(n, max(16, round(n * rng.uniform(least, 1.0)))) for n in (h, w))
+    return _window(raw, labels, rng, ch, cw)
+
+
+def _window(raw, labels, rng, ch: int, cw: int):
+    """A ch x cw window of image and labels at a random place."""
+    h, w = labels.shape
     y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
     return raw[y : y + ch, x : x + cw], labels[y : y + ch, x : x + cw]
 
