@@ -101,11 +101,11 @@ def gowt1(args) -> None:
     normalization = "auto" if args.gamma is None else auto_normalization(movie).with_gamma(args.gamma)
     result = track_everything(
         movie, model, detect_every=args.detect_every, window=args.window or None, precision=args.precision,
-        normalization=normalization, direction=args.direction,
+        normalization=normalization, direction=args.direction, memory=args.memory,
     )
     seconds = time.perf_counter() - t0
     gamma = "" if args.gamma is None else f", gamma {args.gamma:g}"
-    rows = [(f"track_everything, built-in model, {_mode(args.window)}{gamma}{_backward(args)}", result.ctc(), seconds)]
+    rows = [(f"track_everything, built-in model, {_mode(args.window, args.memory)}{gamma}{_backward(args)}", result.ctc(), seconds)]
     if args.baseline:
         rows += baselines(np.stack([frames[t] for t in range(n)]))
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,9 +163,10 @@ def synthetic(args) -> None:
         )
         t0 = time.perf_counter()
         result = track_everything(
-            movie, model, window=args.window or None, precision=args.precision, direction=args.direction
+            movie, model, window=args.window or None, precision=args.precision, direction=args.direction,
+            memory=args.memory,
         )
-        rows = [(f"track_everything, built-in model, {_mode(args.window)}{_backward(args)}", result.ctc(), time.perf_counter() - t0)]
+        rows = [(f"track_everything, built-in model, {_mode(args.window, args.memory)}{_backward(args)}", result.ctc(), time.perf_counter() - t0)]
         if args.baseline:
             rows += baselines(movie)
         with tempfile.TemporaryDirectory() as tmp:
@@ -221,12 +222,14 @@ def speed(args) -> None:
         movie[:, disc] += 800
     name = args.model or "built-in"
     print(f"{name}, {size} px frames, discs of radius {radius} px, {args.frames} timed frames, precision {args.precision}")
-    print("| objects | " + " | ".join(f"{_mode(w)} s/frame | ratio to 1 object" for w in args.window) + " |")
+    print("| objects | " + " | ".join(f"{_mode(w, args.memory)} s/frame | ratio to 1 object" for w in args.window) + " |")
     base: dict[int, float] = {}
     for n in args.objects:
         cells = []
         for window in args.window:
-            tracker = StackTracker(model, movie, window=window or None, ending=None, precision=args.precision)  # never end
+            tracker = StackTracker(
+                model, movie, window=window or None, ending=None, precision=args.precision, memory=args.memory
+            )  # never end
             for frame in range(7):
                 for i in range(n):
                     tracker.add_mask(frame, i + 1, discs[i])
@@ -243,8 +246,9 @@ def speed(args) -> None:
         print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
 
 
-def _mode(window: int) -> str:
-    return "whole frame" if not window else f"window {window} px"
+def _mode(window: int, memory: bool = True) -> str:
+    where = "whole frame" if not window else f"window {window} px"
+    return where if memory else f"{where}, no memory"
 
 
 def main() -> None:
@@ -258,6 +262,7 @@ def main() -> None:
     g.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     g.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     g.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
+    g.add_argument("--no-memory", dest="memory", action="store_false", help="track from the last mask alone")
     g.add_argument("--direction", default="forward", choices=["forward", "backward"])
     g.add_argument("--gamma", type=float, default=None, help="the 'auto' limits with this gamma (e.g. 0.5: dim nuclei)")
     s = sub.add_parser("synthetic")
@@ -266,6 +271,7 @@ def main() -> None:
     s.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     s.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     s.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
+    s.add_argument("--no-memory", dest="memory", action="store_false", help="track from the last mask alone")
     s.add_argument("--direction", default="forward", choices=["forward", "backward"])
     p = sub.add_parser("speed")
     p.add_argument("--frames", type=int, default=3)
@@ -275,6 +281,7 @@ def main() -> None:
     p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 100])
     p.add_argument("--window", type=int, nargs="+", default=[0, 256], help="0: whole frames")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="track from the last mask alone")
     args = parser.parse_args()
     {"gowt1": gowt1, "synthetic": synthetic, "speed": speed}[args.what](args)
 

@@ -17,6 +17,8 @@ seven frames, object pointers with temporal encodings, bf16 memories), with thes
   official behaviour: objects never end, and every object is tracked on every frame;
 - with `window`, small objects are tracked in a window around their last mask (`windows.py`), so
   that many objects cost far less than the same number of whole-frame passes (off by default).
+- with `memory=False`, each object is found from its own mask on the frame before alone, without
+  memory attention (`carried.py`): a hundred objects cost about three times one.
 Points are (x, y) and boxes (x0, y0, x1, y1) in pixels of a frame.
 """
 
@@ -34,6 +36,7 @@ from ..images.label_writer import LabelWriter
 from ..images.normalization import Normalization
 from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
 from ..modeling.sam2 import NO_OBJECT_SCORE, FrameOutput, ImageFeatures, SAM2Model
+from .carried import track_by_clicks
 from .embedding_store import EmbeddingStore
 from .frame_features import FrameFeatures
 from .memory_bank import frames_to_keep
@@ -78,10 +81,13 @@ class StackTracker:
         embedding_store: EmbeddingStore | None = None,
         ending: ObjectEnding | None = ObjectEnding(),
         window: int | None = None,
+        memory: bool = True,
     ) -> None:
         """window: the largest window, in model-input pixels (a multiple of 16): each object that
         spans at most half of it is tracked in the smallest window (128, 256 ... pixels) around
-        its last mask that it spans at most half of (`windows.py`); None: whole frames."""
+        its last mask that it spans at most half of (`windows.py`); None: whole frames.
+        memory=False: each object is found from its mask on the frame before alone (a click at
+        its deepest point and its logits, `carried.py`): no memory attention, for many objects."""
         if window is not None and (window % 16 or window < 64 or window > model.image_size):
             raise ValueError(
                 f"window must be a multiple of 16 pixels between 64 and the model's input size "
@@ -112,6 +118,7 @@ class StackTracker:
         self._objects: dict[int, TrackedObject] = {}
         self.ending = ending
         self._ending: dict[int, EndingState] = {}  # per object, for the current pass
+        self.memory = memory
 
     # ------------------------------------------------------------------ objects and prompts
 
@@ -207,7 +214,7 @@ class StackTracker:
         prior = previous.low_res.clamp(-LOGIT_CLAMP, LOGIT_CLAMP) if previous is not None else None
         features = self._features.get(frame)
         with torch.inference_mode(), compute_precision(self.device, self.dtype):
-            if initial:
+            if initial or not self.memory:
                 embedding = self.model.add_no_memory(features.embedding)
             else:
                 embedding = condition_on_memories(self.model, [obj], frame, features, reverse, self.num_frames)
@@ -306,12 +313,14 @@ class StackTracker:
     def _encode_prompt_memories(self) -> None:
         """Memories of prompted frames, from their stored low-res masks (as the official does)."""
         for obj in self._objects.values():
+            for frame in obj.cond:
+                obj.direction.setdefault(frame, False)
+            if not self.memory:
+                continue
             for frame, state in [*obj.cond.items(), *obj.tracked.items()]:
                 if state.maskmem is None:
                     features = self._features.get(frame)
                     state.maskmem = self._encode(state, features)
-            for frame in obj.cond:
-                obj.direction.setdefault(frame, False)
 
     def _encode(self, state: FrameState, features: ImageFeatures) -> torch.Tensor:
         """The bf16 memory of one object on one frame (prompted frames from the binarised mask)."""
@@ -331,6 +340,13 @@ class StackTracker:
         outward = both is not None and self.ending is not None
         here = [o for o in self._objects.values() if frame in o.cond or not outward or in_pass(o, frame, reverse, both)]
         to_track = [o for o in here if frame not in o.cond and o.obj_id not in ended]
+        if not self.memory:
+            found = track_by_clicks(
+                self.model, to_track, frame, features, reverse, self.window, self.dtype, self.fill_hole_area
+            )
+            for obj in to_track:
+                obj.tracked[frame] = states[obj.obj_id] = found[obj.obj_id]
+            to_track = []
         for group in group_by_layout(self.model, to_track, frame, reverse, self.num_frames):
             grid = self.model.config.feat_size
             windows = [

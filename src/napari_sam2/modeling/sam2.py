@@ -149,7 +149,8 @@ class SAM2Model(nn.Module):
             points = embedding.new_zeros(batch, 1, 2)
             labels = torch.full((batch, 1), LABEL_PAD, dtype=torch.int32, device=embedding.device)
         if mask_input is not None:
-            mask_input = self.resize_mask_prompt(mask_input)
+            h, w = embedding.shape[-2:]
+            mask_input = self.resize_mask_prompt(mask_input, (4 * h, 4 * w))
         sparse, dense = self.sam_prompt_encoder(points, labels, mask_input, batch, tuple(embedding.shape[-2:]))
         return self.sam_mask_decoder(
             image_embeddings=embedding,
@@ -177,9 +178,10 @@ class SAM2Model(nn.Module):
             return mask_input.shape[0]
         return embedding.shape[0]
 
-    def resize_mask_prompt(self, mask: torch.Tensor) -> torch.Tensor:
-        """Mask-prompt logits (B, 1, H, W) at the prompt encoder's input size (4x the embedding)."""
-        size = self.sam_prompt_encoder.mask_input_size
+    def resize_mask_prompt(self, mask: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Mask-prompt logits (B, 1, H, W) at the prompt encoder's input size (4x the embedding),
+        or at `size` (4x a window of it)."""
+        size = self.sam_prompt_encoder.mask_input_size if size is None else size
         if mask.shape[-2:] == size:
             return mask
         return F.interpolate(mask.float(), size=size, mode="bilinear", align_corners=False, antialias=True)

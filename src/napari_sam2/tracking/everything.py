@@ -59,6 +59,7 @@ class Settings:
     touch_distance: int = 3  # pixels between a dividing track and its second daughter
     bridge: int = 2  # frames within which an ended track resumes when its object is found again
     window: int | None = 256  # largest tracking window, model-input pixels (StackTracker); None: whole frames
+    memory: bool = True  # False: each track found by a click inside its last mask (engine/carried.py)
     ending: ObjectEnding = field(default_factory=ObjectEnding)
 
     def __post_init__(self) -> None:
@@ -160,10 +161,7 @@ def track_everything(
         from ..checkpoints.loading import load_model
 
         model = load_model(model)
-    tracker = StackTracker(
-        model, stack, precision=precision, normalization=normalization, ending=settings.ending,
-        window=tracking_window(settings, model),
-    )
+    tracker = new_tracker(model, stack, settings, precision, normalization)
     labels = np.zeros((tracker.num_frames, *tracker.frame_hw), np.uint32) if out is None else out
     lineage = Lineage()
     done: list[int] = []
@@ -180,9 +178,17 @@ def track_everything(
     return TrackingResult(labels, lineage, done)
 
 
-def tracking_window(settings: Settings, model: SAM2Model) -> int | None:
-    """The settings' window, at most the model's input size."""
-    return None if settings.window is None else min(settings.window, model.image_size)
+def new_tracker(
+    model: SAM2Model, stack: Any, settings: Settings, precision: str = "auto",
+    normalization: str | Normalization | None = "auto",
+) -> StackTracker:
+    """The tracker that `iterate` drives: the settings' ending, window (at most the model's
+    input size) and memory."""
+    window = None if settings.window is None else min(settings.window, model.image_size)
+    return StackTracker(
+        model, stack, precision=precision, normalization=normalization, ending=settings.ending,
+        window=window, memory=settings.memory,
+    )
 
 
 def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iterator[tuple[int, np.ndarray]]:
