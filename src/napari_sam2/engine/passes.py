@@ -32,6 +32,23 @@ def plan_passes(
     return passes
 
 
+def pass_limits(direction: str, start: int, stop: int | tuple[int, int] | None, num_frames: int) -> tuple[int, int]:
+    """The lowest and highest frame a propagation from `start` visits: `stop` is the last frame
+    (a (low, high) pair for 'both'); None: the ends of the stack."""
+    last = num_frames - 1
+    if stop is None:
+        return 0, last
+    if direction == "both":
+        low, high = stop
+    elif direction == "forward":
+        low, high = start, stop
+    else:
+        low, high = stop, start
+    if not 0 <= low <= start <= high <= last:
+        raise ValueError(f"stop {stop} does not fit start {start} and {num_frames} frames")
+    return low, high
+
+
 def in_pass(obj: TrackedObject, frame: int, reverse: bool, both: bool) -> bool:
     """Whether the outward order tracks `obj` on `frame` in a forward or backward pass (`both`:
     of a 'both' run, whose forward pass took the frames from the object's first prompt on)."""

@@ -50,7 +50,7 @@ from .object_memory import (
     window_for,
     window_layout,
 )
-from .passes import in_pass, plan_passes
+from .passes import in_pass, pass_limits, plan_passes
 from .postprocess import LOGIT_CLAMP, with_holes_filled
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_points, clip_boxes
@@ -284,22 +284,8 @@ class StackTracker:
             raise PromptError("every object needs at least one prompted frame to start from.")
         start = min(f for o in self._objects.values() for f in o.cond) if start is None else start
         self._check_frame(start)
-        low, high = self._limits(direction, start, stop)
+        low, high = pass_limits(direction, start, stop, self.num_frames)
         return plan_passes(self._objects.values(), direction, start, low, high, self.ending is not None)
-
-    def _limits(self, direction: str, start: int, stop) -> tuple[int, int]:
-        last = self.num_frames - 1
-        if stop is None:
-            return 0, last
-        if direction == "both":
-            low, high = stop
-        elif direction == "forward":
-            low, high = start, stop
-        else:
-            low, high = stop, start
-        if not 0 <= low <= start <= high <= last:
-            raise ValueError(f"stop {stop} does not fit start {start} and {self.num_frames} frames")
-        return low, high
 
     def track(self, frame: int, reverse: bool = False, rgb: np.ndarray | None = None) -> TrackResult:
         """Track every object on one frame from the frames tracked before it, for callers that
