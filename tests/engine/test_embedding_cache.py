@@ -152,6 +152,23 @@ def test_partial_writes_are_invisible(model, tmp_path):
     assert store.entries() == [] and store.get("abc") is None
 
 
+def test_a_failed_write_keeps_the_computed_embedding(model, tmp_path, monkeypatch):
+    """A file removed under a write (or a full disk) costs the copy on disk, not the work."""
+    from napari_sam2.engine import embedding_store
+
+    def vanishing(folder, tensors):
+        folder.mkdir()
+        raise FileNotFoundError(2, "No such file or directory", str(folder / "embedding.partial"))
+
+    monkeypatch.setattr(embedding_store, "_write_entry", vanishing)
+    store = EmbeddingStore(tmp_path)
+    plain = ImagePredictor(model, precision="fp32").set_image(image())
+    with pytest.warns(UserWarning, match="Could not store an embedding"):
+        stored = ImagePredictor(model, precision="fp32", embedding_store=store).set_image(image())
+    assert torch.equal(stored.embedding, plain.embedding)
+    assert store.entries() == [] and list(tmp_path.iterdir()) == []  # no entry, no leftover
+
+
 def _write_many(folder: str, seed: int) -> None:
     store = EmbeddingStore(folder)
     for i in range(6):

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -143,21 +144,27 @@ class EmbeddingStore:
     # ------------------------------------------------------------------ writing
 
     def put(self, key: str, embedding: torch.Tensor, high_res: Sequence[torch.Tensor]) -> None:
-        """Store one image's features (batch 1); a concurrent writer of the same key may win."""
+        """Store one image's features (batch 1); a concurrent writer of the same key may win.
+        A write that fails on the file system (full disk, a file removed under it) is dropped
+        with a warning: the features were computed, only their copy on disk is missing."""
         final = self.path(key)
         if final.is_dir():
             return
         tmp = self.folder / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             _write_entry(tmp, [embedding, *high_res])
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process stored this key first
-                shutil.rmtree(tmp, ignore_errors=True)
-                return
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            warnings.warn(f"Could not store an embedding in {self.folder} ({error}); it is kept in memory only.")
+            return
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process stored this key first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         self.writes += 1
         self.evict()
 
