@@ -3,7 +3,6 @@ tracking of moving nuclei with the built-in model that never runs memory attenti
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from napari_sam2 import load_model
@@ -12,7 +11,7 @@ from napari_sam2.engine.object_memory import FrameState, TrackedObject
 from napari_sam2.engine.tracker import StackTracker
 from napari_sam2.modeling.sam2 import SAM2Model
 
-from .test_windows import _moving_discs
+from .test_windows import _moving_discs, _tracked_ious
 
 
 def _state(rows: slice, cols: slice) -> FrameState:
@@ -44,17 +43,7 @@ def test_tracking_without_memory_follows_moving_nuclei_and_never_reads_a_memory(
     model = load_model()
     movie, truth, start = _moving_discs()
 
-    def tracked_ious(tracker: StackTracker) -> float:
-        for i, (y, x) in enumerate(start):
-            tracker.add_points(0, i + 1, [[x, y]])
-        ious = []
-        for r in tracker.propagate("forward"):
-            for k, obj_id in enumerate(r.obj_ids):
-                a, b = r.masks[k], truth[r.frame] == obj_id
-                ious.append((a & b).sum() / max((a | b).sum(), 1))
-        return float(np.mean(ious))
-
-    with_memory = tracked_ious(StackTracker(model, movie, window=128))
+    with_memory = _tracked_ious(StackTracker(model, movie, window=128), truth, start)
 
     def no_memory(*args, **kwargs):
         raise AssertionError("memory attention or the memory encoder ran")
@@ -62,7 +51,7 @@ def test_tracking_without_memory_follows_moving_nuclei_and_never_reads_a_memory(
     monkeypatch.setattr(SAM2Model, "condition_on_memory", no_memory)
     monkeypatch.setattr(SAM2Model, "encode_memory", no_memory)
     tracker = StackTracker(model, movie, window=128, memory=False)
-    without = tracked_ious(tracker)
+    without = _tracked_ious(tracker, truth, start)
     assert without > 0.7 and without > with_memory - 0.05, (without, with_memory)
     # a correction on a tracked frame is decoded without memory too, and propagation goes on from it
     ys, xs = (truth[6] == 1).nonzero()

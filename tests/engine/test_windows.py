@@ -85,20 +85,25 @@ def _moving_discs(frames=12, size=512, n=6, seed=1):
     return movie.astype(np.float32), truth, start
 
 
+def _tracked_ious(tracker: StackTracker, truth: np.ndarray, start: np.ndarray) -> float:
+    """Mean IoU with the truth of every disc tracked forward from a click on frame 0."""
+    for i, (y, x) in enumerate(start):
+        tracker.add_points(0, i + 1, [[x, y]])
+    ious = []
+    for r in tracker.propagate("forward"):
+        for k, obj_id in enumerate(r.obj_ids):
+            a, b = r.masks[k], truth[r.frame] == obj_id
+            ious.append((a & b).sum() / max((a | b).sum(), 1))
+    return float(np.mean(ious))
+
+
 def test_windowed_tracking_follows_moving_nuclei_as_well_as_whole_frames():
     model = load_model()
     movie, truth, start = _moving_discs()
     scores, used = {}, {}
     for window in (None, 128):
         t = StackTracker(model, movie, window=window)
-        for i, (y, x) in enumerate(start):
-            t.add_points(0, i + 1, [[x, y]])
-        ious = []
-        for r in t.propagate("forward"):
-            for k, obj_id in enumerate(r.obj_ids):
-                a, b = r.masks[k], truth[r.frame] == obj_id
-                ious.append((a & b).sum() / max((a | b).sum(), 1))
-        scores[window] = float(np.mean(ious))
+        scores[window] = _tracked_ious(t, truth, start)
         used[window] = {(s.window.top, s.window.left) for o in t._objects.values() for s in o.tracked.values() if s.window}
     assert scores[None] > 0.7 and scores[128] > scores[None] - 0.03, scores
     assert not used[None] and len(used[128]) > len(start)  # windows were used and moved with the discs
