@@ -38,7 +38,9 @@ from ..modeling.sam2 import SAM2Model
 from ..progress import ProgressCallback, StopCheck
 from .blob_fit import fitted_to_blobs, split_lobes
 from .detection import detect_new, foreground_blobs
-from .lineage import Lineage, blobs_held, largest_part, split_by_blobs, split_parts, touches
+from .lineage import (
+    Lineage, blobs_held, dark_between, largest_part, split_by_blobs, split_parts, touches,
+)
 from .merges import merged_daughters
 
 
@@ -55,7 +57,7 @@ class Settings:
     area_drop: float = 0.75  # a track that keeps less than this of its area next to a new object divides
     division_growth: float = 1.3  # a mask covering two blobs divides only if it grew less than this
     daughter_size: float = 1.25  # daughters are at most this share of the median object (else two objects)
-    division_mass: float = 0.3  # a mother's two daughters hold her area within this share
+    division_mass: float = 0.4  # a mother's two daughters hold her area within this share
     touch_distance: int = 3  # pixels between a dividing track and its second daughter
     bridge: int = 2  # frames within which an ended track resumes when its object is found again
     window: int | None = 256  # largest tracking window, model-input pixels (StackTracker); None: whole frames
@@ -226,7 +228,7 @@ def iterate(tracker: StackTracker, settings: Settings, lineage: Lineage) -> Iter
         masks = {t: largest_part(m) for t, m in masks.items()}
         gone += [t for t, m in masks.items() if m.sum() < min_area // 2]  # only a fragment of it left
         if merges and step:
-            masks, gone = _mothers(tracker, frame, masks, gone, lineage, blobs, before, settings)
+            masks, gone = _mothers(tracker, frame, masks, gone, lineage, blobs, gray, before, settings)
         for track in gone:
             tracker.remove_object(track)
             masks.pop(track, None)
@@ -264,12 +266,18 @@ def _mothers(
     gone: list[int],
     lineage: Lineage,
     blobs: np.ndarray,
+    gray: np.ndarray,
     before: _Before,
     settings: Settings,
 ) -> tuple[dict[int, np.ndarray], list[int]]:
     """Backward: each pair of daughters that meet in one blob (`merges.py`) ends on the frame
-    before, and their mother begins here as a new track, their parent."""
-    for merge in merged_daughters(masks, gone, before.masks, blobs, settings.division_mass, settings.daughter_size):
+    before, and their mother begins here as a new track, their parent. Daughters that the
+    image still parts (a dark gap between them) merge on an earlier frame."""
+    found = merged_daughters(
+        masks, gone, before.masks, blobs, settings.division_mass, settings.daughter_size,
+        lambda a, b: dark_between(a, b, gray),
+    )
+    for merge in found:
         mother = lineage.new_track(frame)
         for daughter in merge.daughters:
             tracker.remove_object(daughter)  # alive, or ending here (still in the tracker)

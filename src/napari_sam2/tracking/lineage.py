@@ -123,6 +123,20 @@ def split_by_blobs(
     return [pasted(half, where, mask.shape) for half in (m & nearest_one, m & ~nearest_one)]
 
 
+def dark_between(a: np.ndarray, b: np.ndarray, gray: np.ndarray, max_valley: float = 0.8) -> bool:
+    """Whether the line between two masks' centres dips below `max_valley` of the dimmer mask's
+    median intensity (two objects parted by a dark gap, not two halves of one)."""
+    where = box_of(a | b, margin=2)
+    if where is None or not a.any() or not b.any():
+        return False
+    g = ndimage.gaussian_filter(gray[where].astype(np.float32), 1.0)
+    (ya, xa), (yb, xb) = ndimage.center_of_mass(a[where]), ndimage.center_of_mass(b[where])
+    steps = max(int(np.hypot(yb - ya, xb - xa)), 2) + 1
+    profile = ndimage.map_coordinates(g, [np.linspace(ya, yb, steps), np.linspace(xa, xb, steps)], order=1)
+    level = min(float(np.median(g[a[where]])), float(np.median(g[b[where]])))
+    return bool(profile.min() < max_valley * level)
+
+
 def pasted(part: np.ndarray, where: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
     """A crop's mask `part` put back at `where` in an empty mask of `shape`."""
     full = np.zeros(shape, bool)

@@ -6,11 +6,14 @@ bright blob (or one of them ends there and its last mask overlaps that blob), ne
 than a whole object, and on the frame before they held together the area that their masks (or
 the one left) cover now, within `division_mass` (what a mother's daughters hold). Two
 interphase nuclei that come into contact stay two blobs (the blob split parts them at their
-distance-transform peaks), so they are not merged.
+distance-transform peaks), so they are not merged. Two daughters that a dark gap still parts
+(`apart`) have not met yet: they merge on an earlier frame, so that the mother ends where a
+forward pass divides her.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +47,11 @@ def merged_daughters(
     blobs: np.ndarray,
     division_mass: float,
     daughter_size: float,
+    apart: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> list[Merge]:
     """The merges of this frame: pairs of tracks (alive in `masks`, or ending here as `gone`)
     that meet in one blob and held about the area they cover now between them on the frame
-    before."""
+    before, unless both are alive and `apart(mask, mask)` says they are still two."""
     areas = {t: int(m.sum()) for t, m in before_masks.items()}
     typical = float(np.median(list(areas.values()))) if areas else 0.0
     homes: dict[int, list[int]] = {}
@@ -69,6 +73,8 @@ def merged_daughters(
             if track in masks:
                 mother |= masks[track]
         held = sum(areas[t] for t in tracks)
+        if apart is not None and all(t in masks for t in tracks) and apart(masks[tracks[0]], masks[tracks[1]]):
+            continue
         if abs(held / max(int(mother.sum()), 1) - 1) <= division_mass:
             merges.append(Merge((tracks[0], tracks[1]), mother))
     return merges
