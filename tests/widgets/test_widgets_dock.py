@@ -357,6 +357,30 @@ def test_segment_everything_always_reports_the_count(make_napari_viewer, qtbot, 
     assert "Lower 'Predicted IoU ≥' (now 1.00)" in text and "'Stability ≥' (now 1.00)" in text
 
 
+def test_segment_everything_filters_follow_the_loaded_model(make_napari_viewer, qtbot, model):
+    """Each model brings its own mask filters (the official ones for Meta's weights); changing
+    the precision keeps what the user typed."""
+    import copy
+
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    panel = widget.everything_panel
+    assert (panel.pred_iou.value(), panel.stability.value()) == (0.8, 0.95)  # no metadata: official
+    small = copy.deepcopy(model)
+    small.segment_everything_defaults = {"pred_iou_thresh": 0.3, "stability_score_thresh": 0.9}
+    widget.session.set_model(small, "small")
+    assert (panel.pred_iou.value(), panel.stability.value()) == (0.3, 0.9)
+    assert "small's own: 0.30" in panel.pred_iou.toolTip()
+    panel.pred_iou.setValue(0.5)
+    widget.session.choices.precision = "bf16"  # the same model at another precision
+    assert panel.pred_iou.value() == 0.5
+    params = panel.params()  # what a run passes to the generator
+    assert (params["pred_iou_thresh"], params["stability_score_thresh"]) == (0.5, 0.9)
+    widget.session.set_model(model, "test")
+    assert (panel.pred_iou.value(), panel.stability.value()) == (0.8, 0.95)
+    qtbot.waitUntil(lambda: len(widget.session.cache) == 1, timeout=TIMEOUT)  # its embedding done
+
+
 def test_a_message_fades_while_napari_is_the_active_window(make_napari_viewer, qtbot):
     """napari's rule, which the dock's messages follow: a toast fades after a few seconds while
     napari is the active window, and waits for the user while napari is in the background."""

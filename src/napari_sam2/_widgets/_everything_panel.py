@@ -115,9 +115,25 @@ class EverythingPanel(QWidget):
         layout.addWidget(self.job)
         layout.addWidget(self.status)
         self.layer: Any = None
+        self._filters_of: Any = None  # the model whose own filters the boxes were set to
         session.source_changed.connect(self._enable)
+        session.model_changed.connect(self._follow_model)
         session.model_changed.connect(self._enable)
+        self._follow_model()
         self._enable()
+
+    def _follow_model(self) -> None:
+        """A newly loaded model brings its own mask filters (its metadata's, chosen on validation
+        images; the official 0.8 / 0.95 for Meta's weights): a small model rates its masks lower."""
+        model = self.session.model
+        if model is None or model is self._filters_of:
+            return
+        self._filters_of = model
+        filters = automatic.default_filters(model)
+        for box, key in ((self.pred_iou, "pred_iou_thresh"), (self.stability, "stability_score_thresh")):
+            box.setValue(filters[key])
+            tip = box.toolTip().split(" (")[0]
+            box.setToolTip(f"{tip} ({self.session.model_name or 'this model'}'s own: {filters[key]:.2f})")
 
     def params(self) -> dict[str, Any]:
         return {
