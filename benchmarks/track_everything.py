@@ -5,6 +5,7 @@
       model, in windows of up to 256 model-input pixels (the default) or over whole frames
   python benchmarks/track_everything.py synthetic [--movies N]           divisions found with
       the right parent, DET/SEG/TRA, on synthetic nuclei movies with divisions
+  Both take --model CHECKPOINT (e.g. a training run's best.pt) instead of the built-in model.
   Both print, in the same run, the classical trackers (Otsu or triangle threshold + watershed on
   every frame, linked by overlap; tracking/classical.py) scored the same way (--no-baseline: skip)
   python benchmarks/track_everything.py speed [--model M --size S --objects 1 16 --window 0 256]
@@ -96,7 +97,7 @@ def gowt1(args) -> None:
     frames = FrameFolder(data / "01")
     n = min(args.frames or len(frames), len(frames))
     movie = frames if n == len(frames) else np.stack([frames[t] for t in range(n)])
-    model = load_model()
+    model = load_model(args.model)
     t0 = time.perf_counter()
     normalization = "auto" if args.gamma is None else auto_normalization(movie).with_gamma(args.gamma)
     result = track_everything(
@@ -154,7 +155,7 @@ def _reported(tracks: dict) -> int:
 def synthetic(args) -> None:
     from napari_sam2.synthetic.movie import Motion, timelapse
 
-    model = load_model()
+    model = load_model(args.model)
     names: list[str] = []
     totals: dict[str, np.ndarray] = {}  # name -> found, total, found of both seen, both seen, reported, DET, SEG, TRA
     for seed in range(args.movies):
@@ -265,9 +266,11 @@ def main() -> None:
     g.add_argument("--no-memory", dest="memory", action="store_false", help="track from the last mask alone")
     g.add_argument("--direction", default="forward", choices=["forward", "backward"])
     g.add_argument("--gamma", type=float, default=None, help="the 'auto' limits with this gamma (e.g. 0.5: dim nuclei)")
+    g.add_argument("--model", default=None, help="a checkpoint file or model name (default: the built-in model)")
     s = sub.add_parser("synthetic")
     s.add_argument("--movies", type=int, default=5)
     s.add_argument("--length", type=int, default=30)
+    s.add_argument("--model", default=None, help="a checkpoint file or model name (default: the built-in model)")
     s.add_argument("--window", type=int, default=256, help="largest tracking window, model-input pixels (0: whole frames)")
     s.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the classical trackers")
     s.add_argument("--precision", default="auto", help="auto, fp32, bf16 or int8")
