@@ -38,21 +38,28 @@ def open_dock(viewer, qtbot) -> SAM2Widget:
     return widget
 
 
-def test_a_click_on_a_real_nucleus_after_opening_the_image(make_napari_viewer, qtbot):
+def fluorescence_field() -> tuple[np.ndarray, np.ndarray, str]:
+    """The first 256 px fluorescence field of DSB 2018 val: its image (one channel), its truth
+    labels and a short name."""
+    import tifffile
+    from skimage import io
+
     folder = need(DATA / "dsb2018" / "val")
     with open(folder / "index.csv") as f:
         row = next(
             r for r in csv.DictReader(f)
             if r["modality"] == "fluorescence" and r["height"] == r["width"] == "256"
         )
-    import tifffile
-    from skimage import io
-
     image = io.imread(folder / "images" / f"{row['id']}.png")
     truth = tifffile.imread(folder / "labels" / f"{row['id']}.tif")
+    return (image if image.ndim == 2 else image[..., 0]), truth, row["id"][:8]
+
+
+def test_a_click_on_a_real_nucleus_after_opening_the_image(make_napari_viewer, qtbot):
+    image, truth, name = fluorescence_field()
     viewer = make_napari_viewer(show=True)
     widget = open_dock(viewer, qtbot)
-    viewer.add_image(image if image.ndim == 2 else image[..., 0], name=row["id"][:8])
+    viewer.add_image(image, name=name)
     qtbot.waitUntil(lambda: widget.session.model is not None, timeout=TIMEOUT)
     ids, areas = np.unique(truth[truth > 0], return_counts=True)
     target = truth == ids[np.argmax(areas)]  # the largest nucleus
@@ -133,23 +140,14 @@ def test_two_nuclei_clicked_on_two_slices_track_as_two_objects_in_a_frame_range(
 def test_segment_everything_finds_real_nuclei_with_the_model_own_filters(make_napari_viewer, qtbot):
     """The dock opens with the built-in model, whose segment-everything filters (chosen on DSB
     val) replace the official 0.8 / 0.95 that would drop most of its masks; run on a real
-    fluorescence field, it finds most nuclei, each on one nucleus."""
-    folder = need(DATA / "dsb2018" / "val")
-    with open(folder / "index.csv") as f:
-        row = next(
-            r for r in csv.DictReader(f)
-            if r["modality"] == "fluorescence" and r["height"] == r["width"] == "256"
-        )
-    import tifffile
-    from skimage import io
-
+    fluorescence field, it finds at least half its nuclei (measured 6 of 7), each matched at IoU
+    0.5."""
     from napari_sam2.engine.automatic import default_filters
 
-    image = io.imread(folder / "images" / f"{row['id']}.png")
-    truth = tifffile.imread(folder / "labels" / f"{row['id']}.tif")
+    image, truth, name = fluorescence_field()
     viewer = make_napari_viewer()
     widget = open_dock(viewer, qtbot)
-    viewer.add_image(image if image.ndim == 2 else image[..., 0], name=row["id"][:8])
+    viewer.add_image(image, name=name)
     qtbot.waitUntil(lambda: widget.session.model is not None, timeout=TIMEOUT)
     panel = widget.everything_panel
     own = default_filters(widget.session.model)
