@@ -2,6 +2,7 @@
 planes the dock embedded in the background, beside a plane embedded on demand.
 
     xvfb-run -a python benchmarks/click_latency.py [--model sam2.1_hiera_tiny] [--size 1024] [--planes 5]
+        [--orientations 1|4|8]
 
 Without --model, the built-in model. Random weights for presets (the masks do not matter here,
 only the time).
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024, help="plane side in pixels")
     parser.add_argument("--planes", type=int, default=5)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--orientations", type=int, default=0, choices=[0, 1, 4, 8], help="0: the model's own")
     args = parser.parse_args()
     os.environ.setdefault("NAPARI_SAM2_EMBEDDINGS", tempfile.mkdtemp(prefix="sam2-embeddings-"))
     os.environ["NAPARI_SAM2_PRECOMPUTE"] = "1"
@@ -46,6 +48,7 @@ def main() -> None:
     widget = SAM2Widget(viewer, load_model=False)
     viewer.window.add_dock_widget(widget, name="SAM 2")
     widget.session.choices.precision = args.precision
+    widget.session.choices.orientations = args.orientations
     widget.session.set_model(model, args.model or "built-in")
     app = QApplication.instance()
     panel, background = widget.segment_panel, widget.segment_panel.background
@@ -77,9 +80,10 @@ def main() -> None:
     ready = [click(p) for p in range(args.planes)]
     cold = click(args.planes, settle=False)
     name = args.model or "built-in"
+    turns = panel.loop.decoder.orientations
     print(machine_line())
     print_table(
-        f"Click to preview in napari, {name}, {args.size} px planes, precision {args.precision}",
+        f"Click to preview in napari, {name}, {args.size} px planes, precision {args.precision}, {turns} orientation(s)",
         ["case", "seconds"],
         [
             [f"background precompute of {args.planes} planes (total)", precompute_s],

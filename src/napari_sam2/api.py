@@ -146,6 +146,7 @@ def segment_objects(
     channel_axis: int | None = None,
     zoom: bool = False,
     embedding_cache: str | Path | bool | None = None,
+    orientations: int | None = None,
 ) -> np.ndarray:
     """One mask per object and prompted frame (no propagation), as a label image or volume.
 
@@ -155,12 +156,16 @@ def segment_objects(
     zoom: segment small objects on enlarged crops around them (`ImagePredictor.predict`).
     embedding_cache: a folder keeping image embeddings across runs (True: the user cache
     folder's, see `embedding_store`); None computes them each time.
+    orientations: decode every prompt in the image's 1, 4 (flips) or 8 (flips and transposes)
+    orientations and average the logits (`ImagePredictor`); None: the model's default.
     """
     from .engine.predictor import ImagePredictor
 
     session = _session(session)
     data, stack_axis = _channels_last(as_array(image), stack_axis, channel_axis)
-    predictor = ImagePredictor(_model(model), precision=precision, embedding_store=embedding_store(embedding_cache))
+    predictor = ImagePredictor(
+        _model(model), precision=precision, embedding_store=embedding_store(embedding_cache), orientations=orientations
+    )
     is_stack = stack_axis is not None
     norm = normalization
     if is_stack:
@@ -268,11 +273,13 @@ def run_session(
     precision: str | None = None,
     device: str = "auto",
     zoom: bool | None = None,
+    orientations: int | None = None,
 ) -> np.ndarray:
     """Replay a prompts file: the same image, model, normalisation and prompts give the same labels.
 
     The keyword arguments override the file's choices (None keeps them): mode 'segment' or
-    'propagate', the stack axis, the direction, the precision and zoom (segment mode only).
+    'propagate', the stack axis, the direction, the precision, zoom and orientations (segment
+    mode only; a file without orientations uses the model's default).
     """
     if not isinstance(session, PromptSession):
         session = PromptSession.load(session)
@@ -306,7 +313,10 @@ def run_session(
         mode = "segment" if axis is None else session.mode
     if mode == "segment":
         zoom = bool(session.model.get("zoom", False)) if zoom is None else zoom
-        return segment_objects(data, session, model, precision, norm, axis, channels, channel_axis, zoom)
+        orientations = session.model.get("orientations") if orientations is None else orientations
+        return segment_objects(
+            data, session, model, precision, norm, axis, channels, channel_axis, zoom, orientations=orientations
+        )
     direction = direction or session.propagation.get("direction", "both")
     return propagate(
         data, session, model, out, direction, precision, norm, 0 if axis is None else axis,

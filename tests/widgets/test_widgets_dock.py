@@ -297,6 +297,26 @@ def test_texts_say_what_is_true(make_napari_viewer, qtbot, model):
     )
 
 
+def test_orientations_choice_reaches_the_embeddings_and_the_prompts_file(make_napari_viewer, qtbot, model):
+    """'Orientations' shows the model's own choice; another one embeds the plane anew in that
+    many orientations, a click decodes in all of them and the prompts file records it."""
+    viewer = make_napari_viewer()
+    widget = ready(viewer, qtbot, model)
+    session, box = widget.session, widget.model_panel.orientations
+    assert box.itemText(box.findData(0)) == "auto (1)"
+    plane = session.current_plane()
+    assert len(session.cache.get(session.embedding_key(plane)).embedding) == 1
+    box.setCurrentIndex(box.findData(4))
+    assert session.choices.orientations == 4 and len(session.cache) == 0  # stale embeddings dropped
+    qtbot.waitUntil(lambda: len(session.cache) == 1, timeout=TIMEOUT)
+    assert len(session.cache.get(session.embedding_key(plane)).embedding) == 4
+    click(viewer, qtbot, 48, 48)
+    loop = widget.segment_panel.loop
+    qtbot.waitUntil(lambda: loop.preview is not None, timeout=TIMEOUT)
+    assert loop.decoder.orientations == 4
+    assert widget.session_panel._model_spec()["orientations"] == 4
+
+
 # ------------------------------------------------------------------ model loading
 
 

@@ -25,6 +25,7 @@ from ..checkpoints.registry import OFFICIAL_CHECKPOINTS
 from ..checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
 from ..engine.embedding_store import precision_name
 from ..engine.precision import resolve_precision
+from ..engine.predictor import default_orientations
 from . import _bind, _notify, _settings
 from ._choice_box import choice_box
 from ._jobs import JobControl, JobPanel
@@ -134,6 +135,12 @@ class ModelPanel(QWidget):
             "auto: bf16/fp16 where the hardware is fast at it, else fp32 (exact); once a model is "
             "loaded, 'auto' shows what it chose.",
         )
+        self.orientations = choice_box(
+            [("auto", 0), ("1: the image as it is", 1), ("4: its flips", 4), ("8: flips and transposes", 8)],
+            "Each click or box is decoded in this many orientations of the image and the masks "
+            "averaged: steadier borders for that many embeddings per plane. auto: the model's own "
+            "choice (shown once a model is loaded).",
+        )
         self.load_button = QPushButton("Load model")
         self.load_button.clicked.connect(lambda: self.load())
         self.status = QLabel("No model loaded.")
@@ -146,6 +153,7 @@ class ModelPanel(QWidget):
         form.addRow("", self.file_row)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.precision)
+        form.addRow("Orientations", self.orientations)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.load_button)
@@ -158,6 +166,7 @@ class ModelPanel(QWidget):
         _bind.line(self.path, choices, "checkpoint")
         _bind.combo_text(self.device, choices, "device")
         _bind.combo_data(self.precision, choices, "precision")
+        _bind.combo_data(self.orientations, choices, "orientations")
         self.preset.currentIndexChanged.connect(self._on_preset)
         session.model_changed.connect(self._show_auto)
         self._on_preset()
@@ -196,6 +205,7 @@ class ModelPanel(QWidget):
         self.path.setText(saved.get("checkpoint", ""))
         self.device.setCurrentIndex(max(self.device.findText(saved.get("device", "auto")), 0))
         self.precision.setCurrentIndex(max(self.precision.findData(saved.get("precision", "auto")), 0))
+        self.orientations.setCurrentIndex(max(self.orientations.findData(saved.get("orientations", 0)), 0))
 
     def _remember(self, choice: str, path: str, device: str) -> None:
         _settings.save(
@@ -204,17 +214,20 @@ class ModelPanel(QWidget):
                 "checkpoint": path,
                 "device": device,
                 "precision": self.session.choices.precision,
+                "orientations": self.session.choices.orientations,
             }
         )
 
     def _show_auto(self) -> None:
-        """'auto (bf16)': what the automatic precision chose for the loaded model's device."""
+        """'auto (bf16)', 'auto (8)': what the automatic precision and orientations chose for the
+        loaded model."""
         model = self.session.model
-        text = "auto"
+        text, turns = "auto", "auto"
         if model is not None:
             dtype = resolve_precision("auto", model.device, model)
-            text = f"auto ({precision_name(dtype)})"
+            text, turns = f"auto ({precision_name(dtype)})", f"auto ({default_orientations(model)})"
         self.precision.setItemText(self.precision.findData("auto"), text)
+        self.orientations.setItemText(self.orientations.findData(0), turns)
 
     def _on_preset(self, *_: Any) -> None:
         self.file_row.setVisible(self.choice() == FILE_CHOICE)

@@ -117,7 +117,10 @@ class BackgroundEmbedder(QObject):
                 plan.drop(index)
                 self.ready += 1
         self._key = session.embedding_key(())[:2]
-        predictor = ImagePredictor(session.model, precision=session.precision, embedding_store=session.embedding_store)
+        predictor = ImagePredictor(
+            session.model, precision=session.precision, embedding_store=session.embedding_store,
+            orientations=session.orientations,
+        )
         worker = create_worker(
             embed_planes, predictor, source, plan, session.interactive, _start_thread=False, _ignore_errors=True
         )

@@ -65,8 +65,11 @@ class PreviewLoop(QObject):
         self._failed.clear()
         precision = self.session.precision
         store = self.session.embedding_store
-        self.embedder = None if model is None else ImagePredictor(model, precision=precision, embedding_store=store)
-        self.decoder = None if model is None else ImagePredictor(model, precision=precision)
+        turns = self.session.orientations
+        self.embedder = self.decoder = None
+        if model is not None:
+            self.embedder = ImagePredictor(model, precision, embedding_store=store, orientations=turns)
+            self.decoder = ImagePredictor(model, precision, orientations=turns)
         self.schedule()
 
     def _on_source(self) -> None:

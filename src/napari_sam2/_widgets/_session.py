@@ -36,6 +36,7 @@ class Choices:
     checkpoint: str = ""  # the .pt file when model == "file"
     device: str = "auto"
     precision: str = "auto"
+    orientations: int = 0  # prompts averaged over 1, 4 or 8 orientations (0: the model's default)
     channel_axis: int | None = None  # image axes, as dims of the chosen Image layer
     channels: str = ""  # "2,0,1": the channels used as R, G, B ('' = default)
     stack_axis: int | None = None
@@ -85,6 +86,7 @@ class Session:
         self.record = ObjectRecord()
         self._model_token = 0
         self.choices.events.precision.connect(self._on_precision)
+        self.choices.events.orientations.connect(self._on_precision)
 
     # ------------------------------------------------------------------ model
 
@@ -102,7 +104,12 @@ class Session:
     def precision(self) -> str:
         return self.choices.precision
 
-    def _on_precision(self, *_: Any) -> None:
+    @property
+    def orientations(self) -> int | None:
+        """The orientations prompts are averaged over (None: the model's default)."""
+        return self.choices.orientations or None
+
+    def _on_precision(self, *_: Any) -> None:  # embeddings of another precision or orientations
         self._model_changed()
 
     def _model_changed(self) -> None:

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..engine.predictor import default_orientations
 from ..modeling.config import get_config
 from ..prompt_file import PromptSession, PromptsFileError
 from . import _notify
@@ -152,6 +153,7 @@ class SessionPanel(QWidget):
             trained = None
         spec["image_size"] = model.image_size if model.image_size != trained else None
         spec["zoom"] = self.session.choices.zoom
+        spec["orientations"] = self.session.orientations or default_orientations(model)
         return spec
 
     # ------------------------------------------------------------------ load
@@ -282,6 +284,8 @@ class SessionPanel(QWidget):
         if spec.get("precision"):
             choices.precision = str(spec["precision"])
         choices.zoom = bool(spec.get("zoom", False))
+        if spec.get("orientations") in (1, 4, 8):
+            choices.orientations = int(spec["orientations"])
 
     def _labels_in_output(self) -> list[int]:
         layer = self.output.layer()

@@ -38,7 +38,10 @@ class Engine:
     def __init__(self, model, spec: BatchSpec) -> None:
         self.model = model
         self.spec = spec
-        self.encoder = ImagePredictor(model, precision=spec.precision)
+        # prompts are averaged over the model's orientations; segment everything reads the same
+        # embeddings, so it gets the image as it is
+        turns = None if spec.mode == "prompts" else 1
+        self.encoder = ImagePredictor(model, precision=spec.precision, orientations=turns)
         self.generator: AutomaticMaskGenerator | None = None
         if spec.mode != "prompts":  # propagate finds its objects this way when it has no prompts
             self.generator = AutomaticMaskGenerator(model, precision=spec.precision, **spec.amg)

@@ -123,6 +123,9 @@ def load_model(
     filters = _metadata(path).get("segment_everything")
     if isinstance(filters, dict):  # the model's own mask filters, chosen on validation images
         model.segment_everything_defaults = {k: float(v) for k, v in filters.items() if isinstance(v, (int, float))}
+    orientations = _metadata(path).get("prompt_orientations")
+    if isinstance(orientations, dict) and orientations.get("orientations") in (1, 4, 8):  # engine.orientations
+        model.prompt_orientations = int(orientations["orientations"])
     int8 = _metadata(path).get("int8")
     if isinstance(int8, dict) and int8.get("within_rule") is True:  # lets 'auto' pick int8 (engine.precision)
         model.int8_within_rule = True

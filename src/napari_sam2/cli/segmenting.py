@@ -54,6 +54,9 @@ def register(sub) -> None:
         if name == "prompt":
             p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=None,
                            help="segment small objects on enlarged crops around them (default: the prompts file's)")
+            p.add_argument("--orientations", type=int, choices=[1, 4, 8], default=None,
+                           help="decode each prompt in the image's 1, 4 (flips) or 8 (flips and transposes) "
+                                "orientations and average (default: the prompts file's, else the model's)")
         if name == "propagate":
             p.add_argument("--direction", default=None, choices=["both", "forward", "backward"],
                            help="default: the prompts file's, else both")
@@ -140,7 +143,9 @@ def _prompt(args) -> None:
     session = PromptSession.load(args.prompts)
     target = output_path(Path(args.out), args.overwrite, [args.image, args.prompts])
     image = read_image(args.image)
-    labels = run_session(session, image, mode="segment", zoom=args.zoom, **_replay_options(args, session))
+    labels = run_session(
+        session, image, mode="segment", zoom=args.zoom, orientations=args.orientations, **_replay_options(args, session)
+    )
     write_labels(target, labels)
     found = len({int(v) for v in np.unique(labels) if v})
     print(f"{args.image} -> {target}: {found} of {len(session.objects)} objects segmented")

@@ -79,6 +79,9 @@ def register(sub) -> None:
     evaluate.add_argument("--limit", type=int, default=None, help="at most this many images per dataset")
     evaluate.add_argument("--objects", type=int, default=20, help="objects prompted per image (plain prompts)")
     evaluate.add_argument("--zoom-objects", type=int, default=6, help="objects prompted per image with zoom (0: skip)")
+    evaluate.add_argument("--orientations", type=int, choices=[1, 4, 8], default=None,
+                          help="prompts decoded in the image's 1, 4 (flips) or 8 (flips and transposes) "
+                               "orientations and averaged (default: the model's own)")
     evaluate.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
     train.set_defaults(handler=_train)
     evaluate.set_defaults(handler=_evaluate)
@@ -161,7 +164,8 @@ def _evaluate(args) -> None:
     from ..training.real_eval import dataset_report, shared_report
 
     model = load_from_args(args)
-    options = {"limit": args.limit, "max_objects": args.objects, "zoom_objects": args.zoom_objects}
+    options = {"limit": args.limit, "max_objects": args.objects, "zoom_objects": args.zoom_objects,
+               "orientations": args.orientations}
     report: dict = {"model": str(args.model or model.config.name)}
     for folder in args.data or []:
         report[f"data:{folder}"] = dataset_report(model, folder, **options)

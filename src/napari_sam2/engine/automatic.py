@@ -116,7 +116,7 @@ class AutomaticMaskGenerator:
             self.point_grids = [np.asarray(g, dtype=np.float64) for g in point_grids]
             if len(self.point_grids) < crop_n_layers + 1:
                 raise ValueError(f"point_grids needs one grid per crop layer ({crop_n_layers + 1}).")
-        self.predictor = ImagePredictor(model, precision=precision, mask_threshold=mask_threshold)
+        self.predictor = ImagePredictor(model, precision=precision, mask_threshold=mask_threshold, orientations=1)
         self.points_per_batch = points_per_batch
         filters = default_filters(model)
         self.pred_iou_thresh = filters["pred_iou_thresh"] if pred_iou_thresh is None else pred_iou_thresh

@@ -19,6 +19,7 @@ from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..modeling.two_way_transformer import ImageProjections
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
+from .orientations import check_orientations, oriented_boxes, oriented_grid, oriented_image, upright_grid
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
@@ -71,6 +72,9 @@ class ImagePredictor:
     (exact), 'bf16', 'fp16'; prompts are always decoded in fp32.
     max_hole_area / max_sprinkle_area: fill holes and remove specks up to this many low-res
     (4h x 4w) pixels, on every device.
+    orientations: embed the image as it is (1), in its 4 flips or in its 8 flips and transposes,
+    decode every prompt in each and average the logits (module `orientations`); None: the
+    model's own default (`default_orientations`).
     """
 
     def __init__(
@@ -81,8 +85,10 @@ class ImagePredictor:
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
         embedding_store: EmbeddingStore | None = None,
+        orientations: int | None = None,
     ) -> None:
         self.model = model.eval()
+        self.orientations = check_orientations(default_orientations(model) if orientations is None else orientations)
         self.device = model.device
         self.dtype = resolve_precision(precision, self.device, model)
         self.mask_threshold = mask_threshold
@@ -140,13 +146,18 @@ class ImagePredictor:
     @torch.inference_mode()
     def embed_prepared(self, rgbs: list[np.ndarray]) -> list[ImageEmbedding]:
         """Embed images already made into (H, W, 3) [0, 1] RGB by `prepare_image` (read from
-        the embedding store where it has them)."""
-        features = encode_cached(self.embedding_store, self.model, precision_name(self.dtype), rgbs, self._encode)
-        embedding = self.model.add_no_memory(features.embedding)
+        the embedding store where it has them); with several orientations, each embedding holds
+        one batch entry per orientation."""
+        n, precision = self.orientations, precision_name(self.dtype)
+        views = [oriented_image(rgb, v) if v else rgb for rgb in rgbs for v in range(n)]
+        parts = [  # at most 4 views per encoder call: bounded memory for large models and images
+            encode_cached(self.embedding_store, self.model, precision, views[i : i + 4], self._encode)
+            for i in range(0, len(views), 4)
+        ]
+        embedding = self.model.add_no_memory(torch.cat([p.embedding for p in parts]))
+        high_res = [torch.cat(level) for level in zip(*(p.high_res for p in parts))]
         return [
-            ImageEmbedding(
-                embedding[i : i + 1], [f[i : i + 1] for f in features.high_res], rgb.shape[:2]
-            )
+            ImageEmbedding(embedding[i * n : (i + 1) * n], [f[i * n : (i + 1) * n] for f in high_res], rgb.shape[:2])
             for i, rgb in enumerate(rgbs)
         ]
 
@@ -338,8 +349,11 @@ class ImagePredictor:
         # Prompts are decoded in fp32 whatever the encoder's precision: it costs little and keeps
         # the masks of the fast path within IoU 0.98 of fp32 ones.
         embedding, high_res = self._decoder_features(emb)
+        views = len(embedding)
+        if views > 1:
+            coords, labels, mask = self._oriented_prompts(views, coords, labels, mask)
         with torch.autocast(self.device.type, enabled=False):
-            projected = self._projected(embedding) if mask is None and len(embedding) == 1 else None
+            projected = self._projected(embedding) if mask is None and views == 1 else None
             out = self.model.decode(
                 embedding,
                 high_res,
@@ -351,7 +365,10 @@ class ImagePredictor:
                 image_pe=self._dense_pe,
                 projected=projected,
             )
-        low_res = out.masks.float()
+        low_res, iou = out.masks.float(), out.iou.float()
+        if views > 1:  # back upright, then the mean over the orientations
+            low_res = torch.stack([upright_grid(part, v) for v, part in enumerate(low_res.chunk(views))]).mean(0)
+            iou = iou.reshape(views, -1, iou.shape[-1]).mean(0)
         if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
             low_res = fill_holes_and_remove_sprinkles(
                 low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
@@ -360,11 +377,24 @@ class ImagePredictor:
         boxes = masks_to_boxes(masks)
         return Prediction(
             masks=masks.cpu().numpy(),
-            scores=out.iou.float().cpu().numpy(),
+            scores=iou.cpu().numpy(),
             stability=stability.cpu().numpy(),
             logits=low_res.clamp(-LOGIT_CLAMP, LOGIT_CLAMP).cpu().numpy(),
             boxes=boxes.cpu().numpy(),
         )
+
+    def _oriented_prompts(self, views: int, coords, labels, mask):
+        """The prompts of every orientation, orientation after orientation (as the embedding's
+        batch is ordered)."""
+        size, corners = self.model.image_size, (LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT)
+        if coords is not None:
+            coords = torch.cat([oriented_boxes(coords, labels, v, size, *corners) for v in range(views)])
+            labels = labels.repeat(views, 1)
+        if mask is not None:
+            if coords is not None and len(mask) != len(coords) // views:
+                mask = mask.expand(len(coords) // views, -1, -1, -1)
+            mask = torch.cat([oriented_grid(mask, v) for v in range(views)])
+        return coords, labels, mask
 
     def _decoder_features(self, emb: ImageEmbedding) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The embedding in the model's dtype (bf16 embeddings are converted once per image) and
@@ -390,6 +420,12 @@ class ImagePredictor:
         (bounded memory for large images)."""
         parts = [upscaled_masks(logits, hw, self.mask_threshold, STABILITY_OFFSET) for logits in low_res]
         return torch.stack([m for m, _ in parts]), torch.stack([s for _, s in parts])
+
+
+def default_orientations(model: SAM2Model) -> int:
+    """The orientations a model's prompts are averaged over unless told otherwise: its own
+    (chosen on validation images and recorded in its metadata), else 1."""
+    return int(getattr(model, "prompt_orientations", 1))
 
 
 def _squeeze_batch(p: Prediction) -> Prediction:

@@ -41,11 +41,13 @@ class PromptScores:
 
 
 def prompt_scores(
-    model: SAM2Model, images: list[tuple[np.ndarray, np.ndarray]], max_objects: int = 12, zoom: bool = False
+    model: SAM2Model, images: list[tuple[np.ndarray, np.ndarray]], max_objects: int = 12, zoom: bool = False,
+    orientations: int | None = None,
 ) -> PromptScores:
     """Interactive segmentation of every (image, labels) pair's objects (up to max_objects each);
-    `zoom` as in `ImagePredictor.predict` (corrections refine in the first prediction's window)."""
-    predictor = ImagePredictor(model, precision="fp32")
+    `zoom` as in `ImagePredictor.predict` (corrections refine in the first prediction's window),
+    `orientations` as in `ImagePredictor` (None: the model's default)."""
+    predictor = ImagePredictor(model, precision="fp32", orientations=orientations)
     clicks, boxes, corrected = [], [], []
     for image, labels in images:
         predictor.set_image(image)

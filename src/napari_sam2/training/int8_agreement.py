@@ -17,7 +17,7 @@ def mask_agreement(model: SAM2Model, samples: list[Sample], precisions=("bf16", 
     """IoU of each precision's best mask with fp32's, one click (the deepest interior point) on
     up to `clicks` random objects per image. Clicks whose fp32 mask is empty or covers over half
     the image are left out (random weights give such masks)."""
-    predictors = {p: ImagePredictor(model, precision=p) for p in ("fp32", *precisions)}
+    predictors = {p: ImagePredictor(model, precision=p, orientations=1) for p in ("fp32", *precisions)}
     rng = np.random.default_rng(0)
     ious: dict[str, list[float]] = {p: [] for p in precisions}
     for sample in samples:

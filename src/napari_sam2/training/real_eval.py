@@ -149,8 +149,12 @@ def otsu_watershed(image: np.ndarray, min_area: int = 10) -> np.ndarray:
 # ----------------------------------------------------------------------------------- measures
 
 
-def interactive(model: SAM2Model, samples: list[Sample], max_objects: int, zoom: bool = False) -> dict:
-    scores = prompt_scores(model, [(s.image, s.labels) for s in samples], max_objects=max_objects, zoom=zoom)
+def interactive(
+    model: SAM2Model, samples: list[Sample], max_objects: int, zoom: bool = False, orientations: int | None = None
+) -> dict:
+    scores = prompt_scores(
+        model, [(s.image, s.labels) for s in samples], max_objects=max_objects, zoom=zoom, orientations=orientations
+    )
     return {"click": scores.click, "box": scores.box, "click_2_corrections": scores.click_2_corrections,
             "n_objects": scores.n_objects}
 
@@ -260,16 +264,18 @@ def dataset_report(
     max_objects: int = 20,
     zoom_objects: int = 6,
     log: Callable[[str], None] = print,
+    orientations: int | None = None,
 ) -> dict:
-    """Every 2-D measure on a labelled dataset folder, per modality, beside the baselines."""
+    """Every 2-D measure on a labelled dataset folder, per modality, beside the baselines
+    (prompts averaged over `orientations`, None: the model's default; `ImagePredictor`)."""
     samples = load_samples(root, limit)
     generator = AutomaticMaskGenerator(model, precision="fp32", **(amg_options or {}))
     report = {}
     for modality, group in by_modality(samples).items():
         entry = {
             "images": len(group),
-            "prompts": interactive(model, group, max_objects),
-            "prompts_zoom": interactive(model, group, zoom_objects, zoom=True) if zoom_objects else None,
+            "prompts": interactive(model, group, max_objects, orientations=orientations),
+            "prompts_zoom": interactive(model, group, zoom_objects, True, orientations) if zoom_objects else None,
             "otsu_click": otsu_click_score(group, max_objects),
             "automatic": automatic(group, generator.generate_labels),
             "otsu_watershed": automatic(group, otsu_watershed),
