@@ -45,6 +45,15 @@ def test_shipped_weights_are_small_and_documented():
     meta = shipped_metadata()
     assert meta["command"].startswith("napari-sam2 train") and "seed" in meta["config"]
     assert {"prompts_nuclei", "tracking", "automatic_nuclei"} <= set(meta["metrics"])
+    chosen = meta["prompt_orientations"]  # chosen on DSB val within the embedding budget
+    fitting = [row for row in chosen["grid"] if row["embedding_seconds_512"] <= chosen["embedding_budget_seconds"]]
+    assert chosen["orientations"] == max(fitting, key=lambda row: row["score"])["orientations"]
+
+
+def test_prompts_use_the_orientations_the_weights_chose(model):
+    from napari_sam2 import ImagePredictor
+
+    assert ImagePredictor(model).orientations == shipped_metadata()["prompt_orientations"]["orientations"]
 
 
 def test_clicks_and_boxes_on_held_out_nuclei(model):

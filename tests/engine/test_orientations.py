@@ -171,3 +171,22 @@ def test_the_choice_on_validation_images_keeps_within_the_embedding_budget(prese
     assert [row["orientations"] for row in table] == [1, 4, 8]
     assert chosen == max(table, key=lambda row: row["score"])["orientations"]
     assert choose_orientations(present_model, samples, budget=0.0, log=lambda _: None)[0] == 1
+
+
+def test_segment_everything_averaged_over_orientations_turns_with_the_image(present_model, image):
+    """With 4 orientations, segment everything finds the same masks in a flipped image, flipped."""
+    generator = AutomaticMaskGenerator(
+        present_model, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, orientations=4,
+        precision="fp32",
+    )
+    assert len(generator.predictor.set_image(image).embedding) == 4
+    masks = generator.generate(image)
+    flipped = generator.generate(np.ascontiguousarray(image[::-1]))
+    assert len(masks) == len(flipped) > 0
+
+    def key(records):
+        return sorted((int(r["area"]), round(float(r["predicted_iou"]), 3)) for r in records)
+
+    assert key(masks) == key(flipped)
+    union = np.any([r["segmentation"] for r in masks], axis=0)
+    assert np.array_equal(union, np.any([r["segmentation"] for r in flipped], axis=0)[::-1])

@@ -39,8 +39,8 @@ class Engine:
         self.model = model
         self.spec = spec
         # prompts are averaged over the model's orientations; segment everything reads the same
-        # embeddings, so it gets the image as it is
-        turns = None if spec.mode == "prompts" else 1
+        # embeddings, so they have its orientations (1 unless the spec's amg options say)
+        turns = None if spec.mode == "prompts" else int(spec.amg.get("orientations", 1))
         self.encoder = ImagePredictor(model, precision=spec.precision, orientations=turns)
         self.generator: AutomaticMaskGenerator | None = None
         if spec.mode != "prompts":  # propagate finds its objects this way when it has no prompts

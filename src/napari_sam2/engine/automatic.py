@@ -32,6 +32,7 @@ from .mask_tools import (
     uncrop_masks,
     uncrop_points,
 )
+from .orientations import upright_mean
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision
 from .predictor import ImageEmbedding, ImagePredictor
@@ -79,6 +80,9 @@ class AutomaticMaskGenerator:
     min_mask_region_area fills holes and removes specks up to that area on the low-res logits
     on every device (the official generator needs a CUDA extension and skips it elsewhere).
     precision: as for `ImagePredictor` ('auto' takes the fast path where the hardware has it).
+    orientations: each grid point decoded in the image's 1, 4 (flips) or 8 (flips and
+    transposes) orientations and the masks averaged before filtering (`ImagePredictor`); that
+    many embeddings and decoder passes per crop.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class AutomaticMaskGenerator:
         use_m2m: bool = False,
         multimask_output: bool = True,
         precision: str = "auto",
+        orientations: int = 1,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("Give exactly one of points_per_side and point_grids.")
@@ -116,7 +121,9 @@ class AutomaticMaskGenerator:
             self.point_grids = [np.asarray(g, dtype=np.float64) for g in point_grids]
             if len(self.point_grids) < crop_n_layers + 1:
                 raise ValueError(f"point_grids needs one grid per crop layer ({crop_n_layers + 1}).")
-        self.predictor = ImagePredictor(model, precision=precision, mask_threshold=mask_threshold, orientations=1)
+        self.predictor = ImagePredictor(
+            model, precision=precision, mask_threshold=mask_threshold, orientations=orientations
+        )
         self.points_per_batch = points_per_batch
         filters = default_filters(model)
         self.pred_iou_thresh = filters["pred_iou_thresh"] if pred_iou_thresh is None else pred_iou_thresh
@@ -225,7 +232,7 @@ class AutomaticMaskGenerator:
         scale = torch.tensor([model.image_size / cw, model.image_size / ch])
         coords = (points_t * scale).to(device)[:, None, :]
         labels = torch.ones(len(points), 1, dtype=torch.int32, device=device)
-        if self.multimask_output and not self.use_m2m:
+        if self.multimask_output and not self.use_m2m and len(emb.embedding) == 1:
             low_res, iou, which = self._decode_kept_multimasks(emb, coords, labels)
         else:
             out = self._decode(emb, coords, labels, None, self.multimask_output)
@@ -263,10 +270,15 @@ class AutomaticMaskGenerator:
         return masks.float()[sub_keep], iou[keep], which.cpu()
 
     def _decode(self, emb, coords, labels, mask_input, multimask):
+        views = len(emb.embedding)
+        if views > 1:
+            coords, labels, mask_input = self.predictor._oriented_prompts(views, coords, labels, mask_input)
         with compute_precision(self.predictor.device, self.predictor.dtype):
             out = self.model.decode(
                 emb.embedding, emb.high_res, coords, labels, mask_input, multimask, pad_empty_prompt=False
             )
+        if views > 1:
+            return upright_mean(out.masks.float(), out.iou.float(), views)
         return out.masks.float(), out.iou.float()
 
     def _refine_with_m2m(self, emb, coords, labels, low_res, which, per_prompt):

@@ -84,3 +84,10 @@ def upright_grid(grid: torch.Tensor, view: int) -> torch.Tensor:
     if transpose:
         grid = grid.transpose(-1, -2)
     return grid
+
+
+def upright_mean(low_res: torch.Tensor, iou: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder outputs of `views` orientations, orientation after orientation ((V * B, M, h, w)
+    logits, (V * B, M) predicted IoU), turned back and averaged to (B, M, h, w) and (B, M)."""
+    grids = torch.stack([upright_grid(part, v) for v, part in enumerate(low_res.chunk(views))])
+    return grids.mean(0), iou.reshape(views, -1, iou.shape[-1]).mean(0)

@@ -19,7 +19,7 @@ from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..modeling.two_way_transformer import ImageProjections
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
-from .orientations import check_orientations, oriented_boxes, oriented_grid, oriented_image, upright_grid
+from .orientations import check_orientations, oriented_boxes, oriented_grid, oriented_image, upright_mean
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
 from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
@@ -366,9 +366,8 @@ class ImagePredictor:
                 projected=projected,
             )
         low_res, iou = out.masks.float(), out.iou.float()
-        if views > 1:  # back upright, then the mean over the orientations
-            low_res = torch.stack([upright_grid(part, v) for v, part in enumerate(low_res.chunk(views))]).mean(0)
-            iou = iou.reshape(views, -1, iou.shape[-1]).mean(0)
+        if views > 1:
+            low_res, iou = upright_mean(low_res, iou, views)
         if self.max_hole_area > 0 or self.max_sprinkle_area > 0:
             low_res = fill_holes_and_remove_sprinkles(
                 low_res, self.max_hole_area, self.max_sprinkle_area, self.mask_threshold
