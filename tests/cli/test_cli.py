@@ -63,6 +63,15 @@ def test_segment_folder_and_stack(tmp_path, checkpoint):
         np.testing.assert_array_equal(read_label_zarr(out / f"{name}_labels.zarr"), tifffile.imread(out / f"{name}_labels.tif"))
     again = cli("segment", folder, *args, "--format", "zarr", check=False)
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
+    # averaged over orientations: what AutomaticMaskGenerator(orientations=4) gives
+    from napari_sam2 import AutomaticMaskGenerator, load_model
+
+    cli("segment", folder / "a.tif", *args, "--overwrite", "--orientations", "4", "--precision", "fp32")
+    generator = AutomaticMaskGenerator(
+        load_model(checkpoint), points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0, orientations=4,
+        precision="fp32",
+    )
+    np.testing.assert_array_equal(tifffile.imread(out / "a_labels.tif"), generator.generate_labels(stack(1)[0]))
 
 
 def test_propagate_streams_a_label_stack(tmp_path, checkpoint):

@@ -246,8 +246,13 @@ def test_embed_command_then_a_second_session_computes_nothing(tmp_path, monkeypa
     tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
     cache = tmp_path / "embeddings"
     assert main(["embed", str(tmp_path / "stack.tif"), "--cache", str(cache), "--precision", "fp32"]) == 0
-    assert len(EmbeddingStore(cache).entries()) == 3
     model = load_model()  # the built-in model, as the command used
+    turns = ImagePredictor(model).orientations  # every orientation its clicks average over
+    assert len(EmbeddingStore(cache).entries()) == 3 * turns
+    plain = tmp_path / "plain"  # the image as it is only: what tracking reads
+    args = ["embed", str(tmp_path / "stack.tif"), "--cache", str(plain), "--precision", "fp32", "--orientations", "1"]
+    assert main(args) == 0
+    assert len(EmbeddingStore(plain).entries()) == 3
     encodes = Encodes(model, monkeypatch)
     labels = propagate(stack, {1: [{"frame": 0, "points": [[40, 40]], "labels": [1]}]}, model,
                        precision="fp32", embedding_cache=cache)

@@ -165,15 +165,15 @@ def test_api_and_prompt_file_replays_zoom(model, small_nuclei):
 
     image, labels = small_nuclei
     objects = {i: [{"box": tight_box(labels == i).tolist()}] for i in (2, 5, 8)}
-    plain = api.segment_objects(image, objects, model, precision="fp32")
-    zoomed = api.segment_objects(image, objects, model, precision="fp32", zoom=True)
+    plain = api.segment_objects(image, objects, model, precision="fp32", orientations=1)
+    zoomed = api.segment_objects(image, objects, model, precision="fp32", zoom=True, orientations=1)
 
     def score(found):
         return np.mean([iou(found == i, labels == i) for i in objects])
 
     assert score(zoomed) >= score(plain) + 0.05
     session = api._session(objects)
-    session.model = {"name": None, "precision": "fp32", "zoom": True}  # as the widget saves it
+    session.model = {"name": None, "precision": "fp32", "zoom": True, "orientations": 1}  # as the widget saves it
     replayed = api.run_session(session, image, model)
     assert all(iou(replayed == i, zoomed == i) >= 0.98 for i in objects)
 

@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--cache", default=None, metavar="FOLDER",
                    help="embedding cache folder (default: $NAPARI_SAM2_EMBEDDINGS, else the user cache folder's 'embeddings')")
     p.add_argument("--max-gb", type=float, default=None, help="bound of the cache's size (default 20 GB; least recently used go first)")
+    p.add_argument("--orientations", type=int, choices=[1, 4, 8], default=None,
+                   help="orientations embedded per image (default: the model's own, which clicks average over; "
+                        "tracking needs only 1)")
     p.set_defaults(handler=_embed)
 
 
@@ -51,7 +54,8 @@ def _embed(args) -> int:
             rgb = prepare_image(image, normalization, channels=args.channels, channel_axis=args.channel_axis)
             frames, count = (lambda _i, rgb=rgb: rgb), 1
         computed = precompute_embeddings(
-            store, model, frames, range(count), precision, progress=TextProgress(f"embed {path.name}", unit="frame")
+            store, model, frames, range(count), precision, progress=TextProgress(f"embed {path.name}", unit="frame"),
+            orientations=args.orientations,
         )
         total += computed
         print(f"{path.name}: {count} frame{'s' * (count != 1)}, {computed} embedded, {count - computed} already cached")

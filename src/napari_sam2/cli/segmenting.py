@@ -32,6 +32,9 @@ def register(sub) -> None:
     segment.add_argument("--stability-score-thresh", type=fraction, default=None, help="keep masks at least this stable (default: the model's own, else 0.95)")
     segment.add_argument("--min-area", type=at_least(0), default=0, help="fill holes / remove specks up to this area")
     segment.add_argument("--crop-layers", type=at_least(0), default=0)
+    segment.add_argument("--orientations", type=int, choices=[1, 4, 8], default=1,
+                         help="decode every grid point in the image's 1, 4 (flips) or 8 (flips and transposes) "
+                              "orientations and average (slower)")
     segment.add_argument(
         "--overlaps", default="quality", choices=["quality", "area"],
         help="quality: one label per object, duplicates and fragments dropped (default); area: smaller masks on top of larger",
@@ -96,7 +99,7 @@ def _segment(args) -> int:
                 order=args.overlaps, stack_axis=0 if is_stack(image.shape) else None, channels=args.channels,
                 points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
                 stability_score_thresh=args.stability_score_thresh, min_mask_region_area=args.min_area,
-                crop_n_layers=args.crop_layers,
+                crop_n_layers=args.crop_layers, orientations=args.orientations,
             )
             write_labels(target, labels)
         except (ValueError, OSError, MemoryError) as err:  # this input only; the rest go on

@@ -33,11 +33,13 @@ def precompute_embeddings(
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     on_ready: Callable[[int], None] | None = None,
+    orientations: int | None = None,
 ) -> int:
     """Embed the prepared RGB `frames(i)` for i in `order` into `store`; how many were computed
     (the others were there already). `on_ready(i)` follows each frame; `should_stop` is asked
-    between frames and raises Cancelled, keeping the frames done."""
-    predictor = ImagePredictor(model, precision=precision, embedding_store=store)
+    between frames and raises Cancelled, keeping the frames done. orientations: as for
+    `ImagePredictor` (None: the model's own, what clicks use; tracking reads only the first)."""
+    predictor = ImagePredictor(model, precision=precision, embedding_store=store, orientations=orientations)
     name = precision_name(predictor.dtype)
     order = list(order)
     computed = 0
