@@ -15,7 +15,7 @@ from pathlib import Path
 
 from napari_sam2 import load_model
 from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
-from napari_sam2.training.orientation_choice import EMBEDDING_BUDGET, choose_orientations
+from napari_sam2.training.orientation_choice import orientation_metadata
 from napari_sam2.training.real_eval import load_samples
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "napari_sam2" / "weights"
@@ -26,16 +26,12 @@ def main() -> None:
     parser.add_argument("val", type=Path, help="a labelled validation folder (images/ + labels/)")
     args = parser.parse_args()
     model = load_model(WEIGHTS / f"{SHIPPED_MODEL}.pt", device="cpu")
-    samples = load_samples(args.val)
-    chosen, grid = choose_orientations(model, samples)
+    chosen = orientation_metadata(model, load_samples(args.val), args.val.name)
     path = WEIGHTS / f"{SHIPPED_MODEL}.json"
     metadata = json.loads(path.read_text())
-    metadata["prompt_orientations"] = {
-        "orientations": chosen, "chosen_on": f"{len(samples)} images of {args.val.name}",
-        "embedding_budget_seconds": EMBEDDING_BUDGET, "grid": grid,
-    }
+    metadata["prompt_orientations"] = chosen
     path.write_text(json.dumps(metadata, indent=2) + "\n")
-    print(f"{SHIPPED_MODEL}: prompts averaged over {chosen} orientation(s), written to {path}")
+    print(f"{SHIPPED_MODEL}: prompts averaged over {chosen['orientations']} orientation(s), written to {path}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from napari_sam2 import load_model
 from napari_sam2.checkpoints.shipped import SHIPPED_MODEL
 from napari_sam2.training.evaluate import full_report
 from napari_sam2.training.int8_agreement import mask_agreement
-from napari_sam2.training.orientation_choice import EMBEDDING_BUDGET, choose_orientations
+from napari_sam2.training.orientation_choice import orientation_metadata
 from napari_sam2.training.real_eval import calibrate_filters, load_samples, shared_report
 
 PRED_IOU = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -62,13 +62,9 @@ def main() -> None:
         model.segment_everything_defaults = filters  # every figure below uses the chosen filters
         int8 = mask_agreement(model, samples[:16], ("int8",))["int8"]  # lets 'auto' pick int8
         metadata["int8"] = {**int8, "measured_on": f"{min(len(samples), 16)} images of {args.calibrate.name}"}
-        everything = load_samples(args.calibrate)
-        turns, grid = choose_orientations(model, everything)
-        metadata["prompt_orientations"] = {
-            "orientations": turns, "chosen_on": f"{len(everything)} images of {args.calibrate.name}",
-            "embedding_budget_seconds": EMBEDDING_BUDGET, "grid": grid,
-        }
-        model.prompt_orientations = turns  # the real figures below use it
+        chosen = orientation_metadata(model, load_samples(args.calibrate), args.calibrate.name)
+        metadata["prompt_orientations"] = chosen
+        model.prompt_orientations = chosen["orientations"]  # the real figures below use it
     if not args.skip_report:
         start = time.perf_counter()
         metadata.update(metrics=full_report(model), metrics_seconds=round(time.perf_counter() - start, 1))

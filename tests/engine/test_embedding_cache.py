@@ -253,6 +253,8 @@ def test_embed_command_then_a_second_session_computes_nothing(tmp_path, monkeypa
     args = ["embed", str(tmp_path / "stack.tif"), "--cache", str(plain), "--precision", "fp32", "--orientations", "1"]
     assert main(args) == 0
     assert len(EmbeddingStore(plain).entries()) == 3
+    assert main(args[:-2]) == 0  # the images are there, their other orientations are not: embedded
+    assert len(EmbeddingStore(plain).entries()) == 3 * turns
     encodes = Encodes(model, monkeypatch)
     labels = propagate(stack, {1: [{"frame": 0, "points": [[40, 40]], "labels": [1]}]}, model,
                        precision="fp32", embedding_cache=cache)

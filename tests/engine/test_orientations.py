@@ -13,6 +13,7 @@ import torch
 from napari_sam2 import ImagePredictor, load_model
 from napari_sam2.engine.automatic import AutomaticMaskGenerator
 from napari_sam2.engine.orientations import (
+    CHOICES,
     check_orientations,
     oriented_boxes,
     oriented_grid,
@@ -43,12 +44,15 @@ def test_box_corners_stay_top_left_and_bottom_right():
     box = torch.tensor([[[2.0, 3.0], [10.0, 7.0], [5.0, 5.0]]])
     labels = torch.tensor([[2, 3, 1]])
     for view in range(8):
-        out = oriented_boxes(box, labels, view, 16, 2, 3)[0]
+        out = oriented_boxes(box, labels, view, 16)[0]
         assert bool((out[0] <= out[1]).all())
         assert out[2].tolist() == oriented_points(box[0, 2], view, 16).tolist()
 
 
 def test_only_1_4_or_8_orientations():
+    from napari_sam2.cli.common import ORIENTATIONS  # the command line's choices, named without torch
+
+    assert ORIENTATIONS == CHOICES
     assert [check_orientations(n) for n in (1, 4, 8)] == [1, 4, 8]
     with pytest.raises(ValueError, match="choose 1"):
         check_orientations(2)
@@ -119,6 +123,9 @@ def test_the_model_default_comes_from_its_metadata(checkpoint, tmp_path):
     assert ImagePredictor(model).orientations == 4
     assert ImagePredictor(model, orientations=1).orientations == 1
     assert AutomaticMaskGenerator(model, points_per_side=4).predictor.orientations == 1
+    path.with_suffix(".json").write_text(json.dumps({"prompt_orientations": {"orientations": 2}}))
+    with pytest.raises(ValueError, match="prompt_orientations 2; it must be 1, 4 or 8"):
+        ImagePredictor(load_model(path, device="cpu"))
 
 
 @pytest.mark.skipif(not DSB_VAL.is_dir(), reason="../shared/data/dsb2018/val is absent")

@@ -25,7 +25,7 @@ from ..checkpoints.registry import OFFICIAL_CHECKPOINTS
 from ..checkpoints.shipped import SHIPPED_MODEL, has_shipped_model
 from ..engine.embedding_store import precision_name
 from ..engine.precision import resolve_precision
-from ..engine.predictor import default_orientations
+from ..engine.orientations import default_orientations
 from . import _bind, _notify, _settings
 from ._choice_box import choice_box
 from ._jobs import JobControl, JobPanel

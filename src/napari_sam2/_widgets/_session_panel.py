@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.predictor import default_orientations
+from ..engine.orientations import CHOICES as ORIENTATIONS, default_orientations
 from ..modeling.config import get_config
 from ..prompt_file import PromptSession, PromptsFileError
 from . import _notify
@@ -284,7 +284,7 @@ class SessionPanel(QWidget):
         if spec.get("precision"):
             choices.precision = str(spec["precision"])
         choices.zoom = bool(spec.get("zoom", False))
-        if spec.get("orientations") in (1, 4, 8):
+        if spec.get("orientations") in ORIENTATIONS:
             choices.orientations = int(spec["orientations"])
 
     def _labels_in_output(self) -> list[int]:

@@ -120,16 +120,17 @@ def load_model(
     if image_size is not None:
         config = config.with_image_size(image_size)
     model = _instantiate(config, state, resolve_device(device), resolve_dtype(dtype))
-    filters = _metadata(path).get("segment_everything")
+    meta = _metadata(path)
+    filters = meta.get("segment_everything")
     if isinstance(filters, dict):  # the model's own mask filters, chosen on validation images
         model.segment_everything_defaults = {k: float(v) for k, v in filters.items() if isinstance(v, (int, float))}
-    orientations = _metadata(path).get("prompt_orientations")
-    if isinstance(orientations, dict) and orientations.get("orientations") in (1, 4, 8):  # engine.orientations
-        model.prompt_orientations = int(orientations["orientations"])
-    int8 = _metadata(path).get("int8")
+    orientations = meta.get("prompt_orientations")
+    if isinstance(orientations, dict) and "orientations" in orientations:  # checked by engine.orientations
+        model.prompt_orientations = orientations["orientations"]  # what prompts average over
+    int8 = meta.get("int8")
     if isinstance(int8, dict) and int8.get("within_rule") is True:  # lets 'auto' pick int8 (engine.precision)
         model.int8_within_rule = True
-    smoothing = _metadata(path).get("upscale_smoothing")
+    smoothing = meta.get("upscale_smoothing")
     if isinstance(smoothing, (int, float)) and smoothing > 0:  # a blur before enlarging (images.model_input)
         model.upscale_smoothing = float(smoothing)
     return model

@@ -16,6 +16,16 @@ def model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
 
 
+ORIENTATIONS = (1, 4, 8)  # engine.orientations.CHOICES, named here so that --help imports no torch
+
+
+def orientations_option(p: argparse.ArgumentParser, what: str, default_text: str, default: int | None = None) -> None:
+    """--orientations N: how many orientations of the image (engine.orientations) to use."""
+    p.add_argument("--orientations", type=int, choices=ORIENTATIONS, default=default,
+                   help=f"{what} the image's 1, 4 (flips) or 8 (flips and transposes) orientations "
+                        f"(default: {default_text})")
+
+
 def channel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=channel_list, default=None, metavar="I[,J[,K]]",
                    help="channels shown to the model as R, G, B (one: gray), e.g. 0 or 2,0,1")

@@ -4,7 +4,7 @@ that the napari dock, the API and the other commands read them instead of waitin
 from __future__ import annotations
 
 
-from .common import channel_options, image_files, model_options
+from .common import channel_options, image_files, model_options, orientations_option
 
 
 def register(sub) -> None:
@@ -18,9 +18,7 @@ def register(sub) -> None:
     p.add_argument("--cache", default=None, metavar="FOLDER",
                    help="embedding cache folder (default: $NAPARI_SAM2_EMBEDDINGS, else the user cache folder's 'embeddings')")
     p.add_argument("--max-gb", type=float, default=None, help="bound of the cache's size (default 20 GB; least recently used go first)")
-    p.add_argument("--orientations", type=int, choices=[1, 4, 8], default=None,
-                   help="orientations embedded per image (default: the model's own, which clicks average over; "
-                        "tracking needs only 1)")
+    orientations_option(p, "embed each image in", "the model's own, which clicks average over; tracking needs 1")
     p.set_defaults(handler=_embed)
 
 

@@ -15,6 +15,7 @@ from .common import (
     load_from_args,
     model_options,
     normalization_from_args,
+    orientations_option,
     output_path,
 )
 
@@ -32,9 +33,7 @@ def register(sub) -> None:
     segment.add_argument("--stability-score-thresh", type=fraction, default=None, help="keep masks at least this stable (default: the model's own, else 0.95)")
     segment.add_argument("--min-area", type=at_least(0), default=0, help="fill holes / remove specks up to this area")
     segment.add_argument("--crop-layers", type=at_least(0), default=0)
-    segment.add_argument("--orientations", type=int, choices=[1, 4, 8], default=1,
-                         help="decode every grid point in the image's 1, 4 (flips) or 8 (flips and transposes) "
-                              "orientations and average (slower)")
+    orientations_option(segment, "average every grid point's masks over", "1; slower", 1)
     segment.add_argument(
         "--overlaps", default="quality", choices=["quality", "area"],
         help="quality: one label per object, duplicates and fragments dropped (default); area: smaller masks on top of larger",
@@ -57,9 +56,7 @@ def register(sub) -> None:
         if name == "prompt":
             p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=None,
                            help="segment small objects on enlarged crops around them (default: the prompts file's)")
-            p.add_argument("--orientations", type=int, choices=[1, 4, 8], default=None,
-                           help="decode each prompt in the image's 1, 4 (flips) or 8 (flips and transposes) "
-                                "orientations and average (default: the prompts file's, else the model's)")
+            orientations_option(p, "average each prompt's masks over", "the prompts file's, else the model's")
         if name == "propagate":
             p.add_argument("--direction", default=None, choices=["both", "forward", "backward"],
                            help="default: the prompts file's, else both")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import load_from_args
+from .common import load_from_args, orientations_option
 
 
 def register(sub) -> None:
@@ -79,9 +79,7 @@ def register(sub) -> None:
     evaluate.add_argument("--limit", type=int, default=None, help="at most this many images per dataset")
     evaluate.add_argument("--objects", type=int, default=20, help="objects prompted per image (plain prompts)")
     evaluate.add_argument("--zoom-objects", type=int, default=6, help="objects prompted per image with zoom (0: skip)")
-    evaluate.add_argument("--orientations", type=int, choices=[1, 4, 8], default=None,
-                          help="prompts decoded in the image's 1, 4 (flips) or 8 (flips and transposes) "
-                               "orientations and averaged (default: the model's own)")
+    orientations_option(evaluate, "average the prompts' masks over", "the model's own")
     evaluate.add_argument("--json", metavar="FILE", help="also write the numbers to this JSON file")
     train.set_defaults(handler=_train)
     evaluate.set_defaults(handler=_evaluate)

@@ -32,7 +32,7 @@ from .mask_tools import (
     uncrop_masks,
     uncrop_points,
 )
-from .orientations import upright_mean
+from .orientations import oriented_prompts, upright_mean
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision
 from .predictor import ImageEmbedding, ImagePredictor
@@ -272,7 +272,7 @@ class AutomaticMaskGenerator:
     def _decode(self, emb, coords, labels, mask_input, multimask):
         views = len(emb.embedding)
         if views > 1:
-            coords, labels, mask_input = self.predictor._oriented_prompts(views, coords, labels, mask_input)
+            coords, labels, mask_input = oriented_prompts(views, coords, labels, mask_input, self.model.image_size)
         with compute_precision(self.predictor.device, self.predictor.dtype):
             out = self.model.decode(
                 emb.embedding, emb.high_res, coords, labels, mask_input, multimask, pad_empty_prompt=False

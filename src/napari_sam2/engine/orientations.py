@@ -12,7 +12,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..modeling.prompt_encoder import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT
+from ..modeling.sam2 import SAM2Model
+
 CHOICES = (1, 4, 8)
+
+
+def default_orientations(model: SAM2Model) -> int:
+    """The orientations a model's prompts are averaged over unless told otherwise: its own
+    (chosen on validation images and recorded in its metadata), else 1."""
+    n = getattr(model, "prompt_orientations", 1)
+    if n not in CHOICES:
+        raise ValueError(
+            f"The model's metadata asks for prompt_orientations {n!r}; it must be 1, 4 or 8: fix "
+            "'prompt_orientations' in the .json file beside the checkpoint, or remove it."
+        )
+    return int(n)
 
 
 def check_orientations(n: int) -> int:
@@ -52,10 +67,10 @@ def oriented_points(coords: torch.Tensor, view: int, size: int) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def oriented_boxes(coords: torch.Tensor, labels: torch.Tensor, view: int, size: int, top_left: int, bottom_right: int) -> torch.Tensor:
+def oriented_boxes(coords: torch.Tensor, labels: torch.Tensor, view: int, size: int) -> torch.Tensor:
     """`oriented_points`, with each box's two corners made its top-left and bottom-right again."""
     out = oriented_points(coords, view, size)
-    first, second = labels == top_left, labels == bottom_right
+    first, second = labels == LABEL_BOX_TOP_LEFT, labels == LABEL_BOX_BOTTOM_RIGHT
     if bool(first.any()):
         a, b = out[first], out[second]
         out[first], out[second] = torch.minimum(a, b), torch.maximum(a, b)
@@ -84,6 +99,20 @@ def upright_grid(grid: torch.Tensor, view: int) -> torch.Tensor:
     if transpose:
         grid = grid.transpose(-1, -2)
     return grid
+
+
+def oriented_prompts(views: int, coords, labels, mask, size: int):
+    """Decoder prompts ((B, N, 2) model-input points, (B, N) labels, (B or 1, 1, h, w) mask
+    logits; each may be None) for every orientation, orientation after orientation, as an
+    embedding of `views` orientations orders its batch."""
+    if coords is not None:
+        coords = torch.cat([oriented_boxes(coords, labels, v, size) for v in range(views)])
+        labels = labels.repeat(views, 1)
+    if mask is not None:
+        if coords is not None and len(mask) != len(coords) // views:
+            mask = mask.expand(len(coords) // views, -1, -1, -1)
+        mask = torch.cat([oriented_grid(mask, v) for v in range(views)])
+    return coords, labels, mask
 
 
 def upright_mean(low_res: torch.Tensor, iou: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:

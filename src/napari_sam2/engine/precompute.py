@@ -11,6 +11,7 @@ import numpy as np
 from ..modeling.sam2 import SAM2Model
 from ..progress import Cancelled, ProgressCallback, StopCheck
 from .embedding_store import EmbeddingStore, embedding_key, precision_name
+from .orientations import oriented_image
 from .predictor import ImagePredictor
 
 
@@ -47,7 +48,7 @@ def precompute_embeddings(
         if should_stop is not None and should_stop():
             raise Cancelled(f"{done} of {len(order)} frames embedded")
         rgb = frames(index)
-        if embedding_key(model, rgb, name) not in store:
+        if any(embedding_key(model, oriented_image(rgb, v), name) not in store for v in range(predictor.orientations)):
             predictor.embed_prepared([rgb])
             computed += 1
         if on_ready is not None:

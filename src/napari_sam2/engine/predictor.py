@@ -7,7 +7,6 @@ Coordinates: points are (x, y) and boxes (x0, y0, x1, y1), in pixels of the imag
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,50 +18,16 @@ from ..modeling.sam2 import ImageFeatures, SAM2Model
 from ..modeling.two_way_transformer import ImageProjections
 from .embedding_store import EmbeddingStore, encode_cached, precision_name
 from .mask_tools import masks_to_boxes
-from .orientations import check_orientations, oriented_boxes, oriented_grid, oriented_image, upright_mean
+from .orientations import check_orientations, default_orientations, oriented_image, oriented_prompts, upright_mean
 from .postprocess import LOGIT_CLAMP, fill_holes_and_remove_sprinkles
 from .precision import compute_precision, resolve_precision
+from .prediction import ImageEmbedding, Prediction, concat_predictions, first_of_batch
 from .prompt_checks import PromptError, check_labels, check_one_box, check_points, clip_boxes, outside
 from .quantize import model_for_precision
 from .upscale import upscaled_masks
 from .zoom import Window, brightening, check_window, in_window, paste_masks, prompt_extent, zoom_window
 
 STABILITY_OFFSET = 1.0
-
-
-@dataclass
-class ImageEmbedding:
-    """Everything the decoder needs from one image; keep it to skip re-encoding (e.g. per slice)."""
-
-    embedding: torch.Tensor  # (1, C, h, w), conditioned on 'no memory'
-    high_res: list[torch.Tensor]  # decoder skip features
-    image_hw: tuple[int, int]  # size of the original image
-
-    def to(self, device: torch.device | str) -> ImageEmbedding:
-        return ImageEmbedding(
-            self.embedding.to(device), [f.to(device) for f in self.high_res], self.image_hw
-        )
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in [self.embedding, *self.high_res])
-
-
-@dataclass
-class Prediction:
-    """Masks for one prompt set (M candidates) or a batch of them (leading batch axis)."""
-
-    masks: np.ndarray  # bool (..., M, H, W) at the image's size
-    scores: np.ndarray  # (..., M) predicted IoU
-    stability: np.ndarray  # (..., M) IoU of the mask thresholded at +/- 1 logit
-    logits: np.ndarray  # (..., M, 4h, 4w) low-res logits, to feed back as mask_input
-    boxes: np.ndarray  # (..., M, 4) bounding box of each mask, XYXY pixels (all 0 if empty)
-    window: Window | None = None  # the zoomed region the logits cover; None: the whole image
-
-    @property
-    def best(self) -> int:
-        """Index of the highest-scoring mask of a single prompt set."""
-        return int(np.argmax(self.scores))
 
 
 class ImagePredictor:
@@ -221,7 +186,7 @@ class ImagePredictor:
         coords, point_labels = self._prompt_points(emb, points, labels, box)
         mask = self._mask_prompt(mask_input)
         result = self._decode(emb, coords, point_labels, mask, multimask_output)
-        return _squeeze_batch(result)
+        return first_of_batch(result)
 
     @torch.inference_mode()
     def predict_boxes(
@@ -237,7 +202,7 @@ class ImagePredictor:
             chunk = boxes[start : start + batch_size]
             coords, labels = self._prompt_points(emb, None, None, chunk)
             parts.append(self._decode(emb, coords, labels, None, multimask_output))
-        return _concat(parts)
+        return concat_predictions(parts)
 
     def _predict_zoomed(self, emb, points, labels, box, mask_input, multimask_output, zoom) -> Prediction:
         if self._image is None:
@@ -273,7 +238,7 @@ class ImagePredictor:
             box = in_window(np.asarray(box, dtype=np.float64).reshape(-1), window)
         crop = self._window_embedding(window, gain)
         coords, point_labels = self._prompt_points(crop, points, labels, box)
-        result = _squeeze_batch(self._decode(crop, coords, point_labels, self._mask_prompt(mask_input), multimask_output))
+        result = first_of_batch(self._decode(crop, coords, point_labels, self._mask_prompt(mask_input), multimask_output))
         found = result.masks.any(axis=(-2, -1))[:, None]
         boxes = np.where(found, result.boxes + np.tile(window[:2], 2), result.boxes)
         return Prediction(
@@ -351,7 +316,7 @@ class ImagePredictor:
         embedding, high_res = self._decoder_features(emb)
         views = len(embedding)
         if views > 1:
-            coords, labels, mask = self._oriented_prompts(views, coords, labels, mask)
+            coords, labels, mask = oriented_prompts(views, coords, labels, mask, self.model.image_size)
         with torch.autocast(self.device.type, enabled=False):
             projected = self._projected(embedding) if mask is None and views == 1 else None
             out = self.model.decode(
@@ -382,19 +347,6 @@ class ImagePredictor:
             boxes=boxes.cpu().numpy(),
         )
 
-    def _oriented_prompts(self, views: int, coords, labels, mask):
-        """The prompts of every orientation, orientation after orientation (as the embedding's
-        batch is ordered)."""
-        size, corners = self.model.image_size, (LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT)
-        if coords is not None:
-            coords = torch.cat([oriented_boxes(coords, labels, v, size, *corners) for v in range(views)])
-            labels = labels.repeat(views, 1)
-        if mask is not None:
-            if coords is not None and len(mask) != len(coords) // views:
-                mask = mask.expand(len(coords) // views, -1, -1, -1)
-            mask = torch.cat([oriented_grid(mask, v) for v in range(views)])
-        return coords, labels, mask
-
     def _decoder_features(self, emb: ImageEmbedding) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The embedding in the model's dtype (bf16 embeddings are converted once per image) and
         the high-res features channels-last."""
@@ -419,19 +371,3 @@ class ImagePredictor:
         (bounded memory for large images)."""
         parts = [upscaled_masks(logits, hw, self.mask_threshold, STABILITY_OFFSET) for logits in low_res]
         return torch.stack([m for m, _ in parts]), torch.stack([s for _, s in parts])
-
-
-def default_orientations(model: SAM2Model) -> int:
-    """The orientations a model's prompts are averaged over unless told otherwise: its own
-    (chosen on validation images and recorded in its metadata), else 1."""
-    return int(getattr(model, "prompt_orientations", 1))
-
-
-def _squeeze_batch(p: Prediction) -> Prediction:
-    return Prediction(p.masks[0], p.scores[0], p.stability[0], p.logits[0], p.boxes[0])
-
-
-def _concat(parts: list[Prediction]) -> Prediction:
-    return Prediction(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("masks", "scores", "stability", "logits", "boxes"))
-    )

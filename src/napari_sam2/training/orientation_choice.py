@@ -51,3 +51,13 @@ def choose_orientations(
         ))
     fitting = [row for row in table if row["embedding_seconds_512"] <= budget or row["orientations"] == 1]
     return max(fitting, key=lambda row: row["score"])["orientations"], table
+
+
+def orientation_metadata(model: SAM2Model, samples: list[Sample], where: str) -> dict:
+    """`choose_orientations` on `samples` (from the folder named `where`), as the weights'
+    metadata records it (`prompt_orientations`, read by `load_model`)."""
+    chosen, grid = choose_orientations(model, samples)
+    return {
+        "orientations": chosen, "chosen_on": f"{len(samples)} images of {where}",
+        "embedding_budget_seconds": EMBEDDING_BUDGET, "grid": grid,
+    }
